@@ -1,0 +1,242 @@
+"""The ``hygiene`` command line.
+
+Commands are thin: they parse options, build the pieces from ``processor`` and
+print. Errors a user can fix (a bad rules file, a missing input) are printed
+as one clear message with a non-zero exit, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from processor.core.clock import to_ms
+from processor.replay.runner import Replay, ReplayResult
+from processor.replay.sinks import OUTPUT_FILES, JsonLinesSink
+from processor.rules.config import RULE_IDS, RuleSet, RulesError, load_rules
+from processor.settings import Settings
+
+console = Console(stderr=True)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date or time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _load_rules(path: Path | None) -> RuleSet:
+    try:
+        return load_rules(path or Settings().rules_file)
+    except RulesError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise SystemExit(2) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="revops-hygiene")
+def main() -> None:
+    """revops-hygiene: keep CRM pipeline data trustworthy."""
+
+
+# ---- rules -------------------------------------------------------------------
+@main.group()
+def rules() -> None:
+    """Work with rules files."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+def rules_check(path: Path) -> None:
+    """Validate a rules file and summarize what it enforces."""
+    ruleset = _load_rules(path)
+    console.print(f"[green]ok[/green] {path}: rule-set version {ruleset.version}", markup=True)
+    for pipeline in ruleset.pipelines:
+        stages = " -> ".join(s.name for s in pipeline.stages)
+        marker = " (default)" if pipeline is ruleset.default_pipeline else ""
+        console.print(f"  pipeline {pipeline.id}{marker}: {stages}", highlight=False)
+        enabled = [r for r in RULE_IDS if pipeline.enabled(r)]
+        console.print(f"    {len(enabled)} of {len(RULE_IDS)} rules enabled", highlight=False)
+
+
+# ---- replay ------------------------------------------------------------------
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules YAML file.")
+@click.option("--as-of", help="Sweep time-driven rules at this time (default: last event).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("replay-out"),
+              show_default=True, help="Directory for the JSON-lines outputs.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path),
+              help="HTML audit report path (default: OUT/audit-report.html).")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def replay(
+    inputs: tuple[Path, ...],
+    rules_path: Path | None,
+    as_of: str | None,
+    out_dir: Path,
+    report_path: Path | None,
+    no_report: bool,
+    quiet: bool,
+) -> None:
+    """Replay recorded CRM events (JSON lines in any supported format, or CSV
+    bulk exports) through the rules offline."""
+    ruleset = _load_rules(rules_path)
+    as_of_time = _parse_time(as_of)
+    result = run_replay(
+        ruleset, inputs, out_dir, as_of_ms=to_ms(as_of_time) if as_of_time else None, quiet=quiet
+    )
+    if not no_report:
+        from processor.report.html import render_report
+
+        report_path = report_path or out_dir / "audit-report.html"
+        report_path.write_text(
+            render_report(result, generated_at=datetime.now(UTC)), encoding="utf-8"
+        )
+    if not quiet:
+        _print_summary(result, out_dir, None if no_report else report_path)
+
+
+def run_replay(
+    ruleset: RuleSet,
+    inputs: tuple[Path, ...] | list[Path],
+    out_dir: Path,
+    *,
+    as_of_ms: int | None,
+    quiet: bool,
+) -> ReplayResult:
+    runner = Replay(ruleset, sink=JsonLinesSink(out_dir), received_at=datetime.now(UTC))
+    total = sum(p.stat().st_size for p in inputs)
+    with Progress(
+        TextColumn("[bold]replay[/bold] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=total)
+        for path in inputs:
+            progress.update(task, description=path.name)
+            runner.feed_file(path, on_progress=lambda n: progress.advance(task, n))
+    return runner.finish(as_of_ms)
+
+
+def _print_summary(result: ReplayResult, out_dir: Path, report: Path | None) -> None:
+    raised = Counter(a.rule_id for a in result.alerts if a.kind == "alert")
+    open_now = Counter(rule for s in result.states.values() for rule in s.open_alerts)
+    table = Table(title="Alerts by rule", title_justify="left")
+    table.add_column("rule")
+    table.add_column("raised", justify="right")
+    table.add_column("open at as-of", justify="right")
+    for rule in sorted(raised, key=lambda r: -raised[r]):
+        table.add_row(rule, str(raised[rule]), str(open_now.get(rule, 0)))
+    console.print(table)
+    as_of = datetime.fromtimestamp(result.as_of_ms / 1000, tz=UTC)
+    console.print(
+        f"{result.messages} messages, {result.changes} changes, "
+        f"{len(result.states)} opportunities, as of {as_of:%Y-%m-%d %H:%M} UTC; "
+        f"{sum(raised.values())} alerts, "
+        f"{sum(1 for a in result.alerts if a.kind == 'resolution')} resolutions, "
+        f"{len({h.record_id for h in result.history})} stage-history records, "
+        f"{len(result.commands)} close-out recommendations, "
+        f"{len(result.dead_letters)} dead letters",
+        highlight=False,
+    )
+    console.print(f"outputs: {out_dir}/{{{','.join(OUTPUT_FILES.values())}}}", highlight=False)
+    if report:
+        console.print(f"report:  {report}", highlight=False)
+
+
+# ---- simulate ----------------------------------------------------------------
+@main.command()
+@click.option("--opportunities", "-n", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--days", "-d", default=90, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--format", "fmt", default="mixed", show_default=True,
+              type=click.Choice(["salesforce", "hubspot", "generic", "mixed"]))
+@click.option("--start", help="First day of the simulated window (default: DAYS before today).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+              help="JSON-lines file to write.")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules YAML file.")
+def simulate(
+    opportunities: int,
+    days: int,
+    seed: int,
+    fmt: str,
+    start: str | None,
+    out_path: Path,
+    rules_path: Path | None,
+) -> None:
+    """Generate realistic CRM change traffic with planted hygiene problems."""
+    from processor.simulate import iter_events, truth_for
+
+    ruleset = _load_rules(rules_path)
+    first = _parse_time(start) or (
+        datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        - timedelta(days=days)
+    )
+    count = 0
+    with out_path.open("wb") as handle, Progress(
+        TextColumn("[bold]simulate[/bold]"), BarColumn(), TextColumn("{task.completed} events"),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("", total=None)
+        for _, raw in iter_events(opportunities=opportunities, days=days, seed=seed, fmt=fmt,
+                                  start=first, rules=ruleset):
+            handle.write(raw + b"\n")
+            count += 1
+            if count % 1000 == 0:
+                progress.update(task, completed=count)
+    truth = truth_for(opportunities=opportunities, days=days, seed=seed, fmt=fmt, start=first,
+                      rules=ruleset)
+    flagged = sum(1 for rules_ in truth.values() if rules_)
+    console.print(
+        f"wrote {count} events for {opportunities} opportunities ({flagged} with planted "
+        f"problems) to {out_path}; window {first:%Y-%m-%d} + {days} days",
+        highlight=False,
+    )
+
+
+# ---- demo --------------------------------------------------------------------
+@main.command()
+@click.option("--opportunities", "-n", default=400, show_default=True, type=click.IntRange(1))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              default=Path("hygiene-demo"), show_default=True)
+def demo(opportunities: int, out_dir: Path) -> None:
+    """Simulate a quarter of CRM traffic and replay it through the rules
+    (offline; the streaming demo arrives with the stream)."""
+    from processor.report.html import render_report
+    from processor.simulate import iter_events
+
+    ruleset = _load_rules(None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    events = out_dir / "crm-events.jsonl"
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=90
+    )
+    with events.open("wb") as handle:
+        for _, raw in iter_events(opportunities=opportunities, days=90, seed=7, fmt="mixed",
+                                  start=start, rules=ruleset):
+            handle.write(raw + b"\n")
+    result = run_replay(ruleset, [events], out_dir, as_of_ms=to_ms(start + timedelta(days=90)),
+                        quiet=False)
+    report = out_dir / "audit-report.html"
+    report.write_text(render_report(result, generated_at=datetime.now(UTC)), encoding="utf-8")
+    _print_summary(result, out_dir, report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

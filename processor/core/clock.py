@@ -1,0 +1,57 @@
+"""Time arithmetic on epoch milliseconds and ISO dates.
+
+The core keeps times as integers because it compares them per event; dates
+stay ISO strings, which compare correctly as text and cost nothing to keep.
+There is deliberately no ``now()`` here: callers pass time in.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, date, datetime, timedelta
+
+DAY_MS = 86_400_000
+_SEQ_BITS = 20
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
+
+
+def order_stamp(occurred_ms: int, sequence: int, event_id: str) -> int:
+    """One integer that orders changes: event time first, then the source's
+    sequence (or a stable hash of the event id), so that every worker and every
+    delivery order agree on which of two changes is newer."""
+    tiebreak = sequence if sequence > 0 else zlib.crc32(event_id.encode())
+    return (occurred_ms << _SEQ_BITS) | (tiebreak & _SEQ_MASK)
+
+
+def stamp_ms(stamp: int) -> int:
+    return stamp >> _SEQ_BITS
+
+
+def to_ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def iso_day(ms: int) -> str:
+    return from_ms(ms).date().isoformat()
+
+
+def day_start_ms(iso: str) -> int:
+    return to_ms(datetime.fromisoformat(iso).replace(tzinfo=UTC))
+
+
+def days_between(earlier_iso: str, later_iso: str) -> int:
+    return (date.fromisoformat(later_iso) - date.fromisoformat(earlier_iso)).days
+
+
+def add_days(iso: str, days: int) -> str:
+    return (date.fromisoformat(iso) + timedelta(days=days)).isoformat()
+
+
+def whole_days(ms: int) -> int:
+    return ms // DAY_MS

@@ -1,0 +1,1 @@
+"""Offline replay: recorded CRM events through the same core as the stream."""

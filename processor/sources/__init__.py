@@ -1,0 +1,1 @@
+"""CRM sources: normalizers from vendor formats to ``OpportunityChange``."""

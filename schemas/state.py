@@ -1,0 +1,55 @@
+"""Per-opportunity state as the stream keeps it in its table.
+
+The state keeps, besides the latest value of every field, a short timeline of
+observations of the fields the forecast warehouse cares about. That timeline
+is what makes the result independent of delivery order: a late event is
+inserted where it belongs and the stage history is derived again, instead of
+being appended after the fact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ._base import Record
+
+Observation = tuple[int, str, dict[str, Any]]
+"""(order stamp, event id, tracked field values carried by that event)."""
+
+
+class OpportunityState(Record):
+    opportunity_id: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+    stamps: dict[str, int] = Field(
+        default_factory=dict, description="Field -> order stamp of the value held (LWW)."
+    )
+    timeline: list[Observation] = Field(default_factory=list)
+    base: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Tracked values folded out of the timeline when it outgrew its cap.",
+    )
+    base_stamp: int = 0
+    stage_entered_ms: int | None = Field(
+        default=None, description="Event time the current stage was entered (derived)."
+    )
+    close_pushes: int = Field(default=0, description="Times the close date moved later.")
+    close_slip_days: int = Field(
+        default=0, description="Days the close date moved from the first one seen (net)."
+    )
+    last_activity_ms: int | None = None
+    contacts: list[str] = Field(default_factory=list)
+    created_ms: int | None = None
+    high_water_ms: int = Field(default=0, description="Latest event time seen.")
+    gap_stamp: int = Field(default=0, description="Latest change the CRM could not deliver.")
+    full_stamp: int = Field(default=0, description="Latest change that carried the whole record.")
+    merged_into: str | None = None
+    open_alerts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Rule id -> event time the alert opened; the alert id derives from it.",
+    )
+
+    @property
+    def needs_resync(self) -> bool:
+        return self.gap_stamp > self.full_stamp

@@ -1,0 +1,185 @@
+"""The engine: state transitions, alert edges, stage history."""
+
+from __future__ import annotations
+
+from processor.core.engine import Engine
+from processor.core.outcome import Outcome
+from processor.rules import default_rules
+from schemas import Alert, OpportunityChange, OpportunityState, Resolution, StageHistoryRecord
+from tests.builders import HEALTHY_DISCOVERY, HEALTHY_NEGOTIATION, change, ms
+
+ENGINE = Engine(default_rules())
+
+
+def run(*changes: OpportunityChange) -> tuple[OpportunityState, list[Outcome]]:
+    state = None
+    outcomes = []
+    for item in changes:
+        state, outcome = ENGINE.apply(state, item)
+        outcomes.append(outcome)
+    assert state is not None
+    return state, outcomes
+
+
+def alerts(outcomes: list[Outcome]) -> list[Alert]:
+    return [a for o in outcomes for a in o.alerts if isinstance(a, Alert)]
+
+
+def resolutions(outcomes: list[Outcome]) -> list[Resolution]:
+    return [a for o in outcomes for a in o.alerts if isinstance(a, Resolution)]
+
+
+def history(outcomes: list[Outcome]) -> list[StageHistoryRecord]:
+    return [h for o in outcomes for h in o.history]
+
+
+def test_alert_carries_rule_version_severity_message_and_fix() -> None:
+    _, outcomes = run(change(0, **{**HEALTHY_DISCOVERY, "forecast_category": "Commit"}))
+    (alert,) = alerts(outcomes)
+    assert alert.rule_id == "forecast_category_mismatch"
+    assert alert.ruleset_version == "2026.11-default.1"
+    assert alert.severity == "high"
+    assert alert.message and alert.fix and alert.title
+    assert alert.owner_id == "005OWNER1" and alert.amount == 40000.0
+    assert alert.opened_at.isoformat() == "2026-01-05T09:00:00+00:00"
+
+
+def test_open_alert_is_not_repeated_and_resolves_when_fixed() -> None:
+    bad = {**HEALTHY_DISCOVERY, "forecast_category": "Commit"}
+    state, outcomes = run(change(0, **bad), change(1, name="Acme (renamed)"),
+                          change(2, forecast_category="Pipeline"))
+    assert [a.rule_id for a in alerts(outcomes)] == ["forecast_category_mismatch"]
+    (resolution,) = resolutions(outcomes)
+    assert resolution.alert_id == alerts(outcomes)[0].alert_id
+    assert resolution.reason == "condition cleared"
+    assert state.open_alerts == {}
+
+
+def test_closing_a_deal_resolves_everything_with_the_reason() -> None:
+    _, outcomes = run(change(0, **{**HEALTHY_DISCOVERY, "forecast_category": "Commit"}),
+                      change(3, stage="Closed Lost"))
+    (resolution,) = resolutions(outcomes)
+    assert resolution.reason == "closed as Closed Lost"
+
+
+def test_stage_history_has_intervals_in_event_time() -> None:
+    _, outcomes = run(change(0, **HEALTHY_DISCOVERY, event_id="a"),
+                      change(2, stage="Solution", event_id="b"),
+                      change(7, stage="Closed Won", event_id="c"))
+    records = history(outcomes)
+    assert [(r.transition, r.previous_stage, r.new_stage) for r in records] == [
+        ("created", None, "Discovery"),
+        ("stage_changed", "Discovery", "Solution"),
+        ("stage_changed", "Solution", "Closed Won"),
+    ]
+    won = records[-1]
+    assert won.seconds_in_previous_stage == 5 * 86400
+    assert won.previous_stage_entered_at.isoformat() == "2026-01-07T09:00:00+00:00"
+    assert won.is_closed and won.is_won
+    assert won.source_event_id == "c"
+    assert won.amount == 40000.0 and won.forecast_category == "Closed"
+
+
+def test_stage_aliases_are_canonicalized_in_history() -> None:
+    _, outcomes = run(change(0, stage="appointmentscheduled", event_id="a"),
+                      change(1, stage="qualifiedtobuy", event_id="b"))
+    assert [r.new_stage for r in history(outcomes)] == ["Prospecting", "Discovery"]
+
+
+def test_redelivered_event_changes_nothing() -> None:
+    first = change(0, **HEALTHY_NEGOTIATION, event_id="x")
+    state, outcomes = run(first, change(1, stage="Closed Won", event_id="y"))
+    before = state.model_dump()
+    for again in (first, change(1, stage="Closed Won", event_id="y")):
+        state, outcome = ENGINE.apply(state, again)
+        assert not outcome and not outcome.changed
+    assert state.model_dump() == before
+
+
+def test_older_change_never_overwrites_newer() -> None:
+    state, _ = run(change(5, opp="o", amount=900.0), change(2, opp="o", amount=100.0))
+    assert state.fields["amount"] == 900.0
+
+
+def test_late_stage_event_republishes_under_the_same_record_ids() -> None:
+    state, outcomes = run(change(0, stage="Prospecting", event_id="a"),
+                          change(5, stage="Proposal", event_id="c"),
+                          change(2, stage="Discovery", event_id="b"))
+    records = history(outcomes)
+    latest = {r.record_id: r for r in records}
+    live = sorted((r.transitioned_at, r.previous_stage, r.new_stage)
+                  for r in latest.values() if not r.retracted)
+    assert [x[1:] for x in live] == [
+        (None, "Prospecting"), ("Prospecting", "Discovery"), ("Discovery", "Proposal")]
+    # The Proposal record was first published as Prospecting -> Proposal, then
+    # corrected under the same id.
+    proposal = [r for r in records if r.source_event_id == "c"]
+    assert [r.previous_stage for r in proposal] == ["Prospecting", "Discovery"]
+    assert len({r.record_id for r in proposal}) == 1
+    assert state.stage_entered_ms == ms(5)
+
+
+def test_late_event_that_removes_a_transition_retracts_it() -> None:
+    _, outcomes = run(change(0, stage="Prospecting", event_id="a"),
+                      change(5, stage="Discovery", event_id="c"),
+                      change(2, stage="Discovery", event_id="b"))
+    latest = {r.record_id: r for r in history(outcomes)}
+    retracted = [r for r in latest.values() if r.retracted]
+    assert [r.source_event_id for r in retracted] == ["c"]
+
+
+def test_delete_and_restore_are_in_the_history() -> None:
+    state, outcomes = run(change(0, stage="Discovery", event_id="a"),
+                          change(1, op="delete", event_id="b"),
+                          change(3, op="restore", event_id="c"))
+    records = history(outcomes)
+    assert [(r.transition, r.previous_stage, r.new_stage) for r in records] == [
+        ("created", None, "Discovery"), ("deleted", "Discovery", None),
+        ("restored", None, "Discovery")]
+    assert records[1].seconds_in_previous_stage == 86400
+    assert not state.fields.get("_deleted")
+
+
+def test_skip_and_regression_are_one_off_notices() -> None:
+    state, outcomes = run(change(0, stage="Prospecting"), change(1, stage="Proposal"),
+                          change(2, stage="Discovery"))
+    notices = [a for a in alerts(outcomes) if a.rule_id in {"stage_skipped", "stage_regressed"}]
+    assert [(a.rule_id, a.severity) for a in notices] == [
+        ("stage_skipped", "info"), ("stage_regressed", "info")]
+    assert notices[0].details["skipped"] == ["Discovery", "Solution"]
+    assert "stage_skipped" not in state.open_alerts
+
+
+def test_sweep_raises_time_driven_alerts_and_close_out_command() -> None:
+    state, _ = run(change(0, contacts=["003A", "003B"],
+                          **{**HEALTHY_NEGOTIATION, "close_date": "2026-06-30",
+                             "next_meeting_date": "2026-12-01", "next_step_date": "2026-12-01"}))
+    outcome = ENGINE.sweep(state, ms(70))
+    assert {a.rule_id for a in outcome.alerts} == {"stale_close_out", "stale_in_stage"}
+    (command,) = outcome.commands
+    assert command.recommended_stage == "Closed Lost"
+    assert command.days_without_activity == 70
+    # A second sweep at the same time changes nothing.
+    again = ENGINE.sweep(state, ms(70))
+    assert not again and not again.changed
+
+
+def test_sweep_never_evaluates_before_the_latest_event() -> None:
+    state, _ = run(change(0, **{**HEALTHY_DISCOVERY, "close_date": "2026-01-10"}))
+    state, _ = ENGINE.apply(state, change(10, op="activity"))
+    assert "close_date_past" in state.open_alerts
+    outcome = ENGINE.sweep(state, ms(1))  # a lagging clock
+    assert not outcome.alerts and "close_date_past" in state.open_alerts
+
+
+def test_timeline_is_compacted_and_state_stays_small() -> None:
+    changes = [change(0, **HEALTHY_NEGOTIATION, event_id="sf:" + "k" * 40)]
+    for day in range(1, 120):
+        changes.append(change(day, amount=40000.0 + day, event_id=f"sf:{'t' * 40}:{day}"))
+    state, _ = run(*changes)
+    assert len(state.timeline) <= 32
+    assert state.fields["amount"] == 40119.0
+    assert state.stage_entered_ms == ms(0)
+    # Worst case (120 amount edits, several alerts open): bounded by the cap.
+    # The 2 KB target is for a typical opportunity; bench/ measures it.
+    assert len(state.model_dump_json(exclude_defaults=True)) < 3500
