@@ -1,0 +1,546 @@
+"""A real Apache Kafka broker on loopback, for tests and the local demo.
+
+There is no Docker engine on the development and CI machines, and the
+pip-installable Kafka look-alikes break exactly the behaviour this project
+tests (changelog recovery, rebalances, transactions). So this module runs the
+genuine broker: the jars come from Maven Central once, into a cache outside
+the repository, and every run starts a throw-away single-node KRaft cluster
+from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
+    AIOKafkaAdminClient,
+    NewTopic,
+)
+from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+
+from processor.devstack._proc import (
+    free_port,
+    log,
+    port_accepts,
+    spawn,
+    tail,
+    terminate_group,
+    wait_until,
+)
+
+__all__ = [
+    "DEFAULT_KAFKA_VERSION",
+    "LocalKafka",
+    "create_topics",
+    "create_topics_async",
+    "ensure_kafka_jars",
+    "kafka_cache_root",
+    "kafka_libs_dir",
+]
+
+T = TypeVar("T")
+
+DEFAULT_KAFKA_VERSION = "3.9.2"
+"""Newest 3.9.x on Maven Central; 3.9 is the last line with reload4j logging,
+which the generated log4j.properties below relies on."""
+
+_SLF4J_VERSION = "1.7.36"
+_RELOAD4J_VERSION = "1.2.25"
+_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+_MARKER = ".complete"
+
+
+def kafka_cache_root() -> Path:
+    """Keep the ~50 MB of jars out of the repository and shared between clones."""
+    override = os.environ.get("HYGIENE_KAFKA_CACHE")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "revops-hygiene"
+
+
+def kafka_libs_dir(version: str = DEFAULT_KAFKA_VERSION) -> Path:
+    """Versioned so that bumping Kafka never mixes jars of two releases."""
+    return kafka_cache_root() / f"kafka-{version}" / "libs"
+
+
+def _pom(version: str) -> str:
+    # kafka_2.13 declares no logging binding (the distribution tarball adds
+    # one), so the reload4j binding is pinned here to what 3.9 ships with.
+    return textwrap.dedent(
+        f"""\
+        <project xmlns="http://maven.apache.org/POM/4.0.0">
+          <modelVersion>4.0.0</modelVersion>
+          <groupId>local.revops-hygiene</groupId>
+          <artifactId>kafka-broker-libs</artifactId>
+          <version>1</version>
+          <packaging>pom</packaging>
+          <dependencies>
+            <dependency>
+              <groupId>org.apache.kafka</groupId>
+              <artifactId>kafka_2.13</artifactId>
+              <version>{version}</version>
+            </dependency>
+            <dependency>
+              <groupId>org.slf4j</groupId>
+              <artifactId>slf4j-reload4j</artifactId>
+              <version>{_SLF4J_VERSION}</version>
+            </dependency>
+            <dependency>
+              <groupId>ch.qos.reload4j</groupId>
+              <artifactId>reload4j</artifactId>
+              <version>{_RELOAD4J_VERSION}</version>
+            </dependency>
+          </dependencies>
+        </project>
+        """
+    )
+
+
+def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
+    """Download once; later runs only check the marker file.
+
+    A lock file serialises concurrent first runs (two pytest sessions, or
+    pytest and the demo script) so they do not both download into the cache.
+    The jars land in a staging folder that is renamed into place with its
+    marker, so an interrupted download is never mistaken for a complete one.
+    """
+    libs = kafka_libs_dir(version)
+    if (libs / _MARKER).is_file():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars; install maven")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with (libs.parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (libs / _MARKER).is_file():
+            return libs
+        started = time.monotonic()
+        log(f"fetching Apache Kafka {version} jars from Maven Central into {libs} (first run only)")
+        with tempfile.TemporaryDirectory(prefix="hygiene-kafka-pom-") as work:
+            workdir = Path(work)
+            (workdir / "pom.xml").write_text(_pom(version))
+            staging = libs.parent / f"libs.partial-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            output = workdir / "mvn.log"
+            with output.open("wb") as out:
+                proc = subprocess.Popen(
+                    [
+                        mvn,
+                        "-q",
+                        "-B",
+                        "-f",
+                        str(workdir / "pom.xml"),
+                        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+                        "-DincludeScope=runtime",
+                        f"-DoutputDirectory={staging}",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                while True:
+                    try:
+                        code = proc.wait(timeout=15)
+                        break
+                    except subprocess.TimeoutExpired:
+                        log(f"  still downloading ... {time.monotonic() - started:.0f}s")
+            if code != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+                shutil.rmtree(staging, ignore_errors=True)
+                raise RuntimeError(
+                    f"mvn could not resolve org.apache.kafka:kafka_2.13:{version} "
+                    f"(exit {code}):\n{tail(output)}"
+                )
+            jars = sorted(p.name for p in staging.glob("*.jar"))
+            (staging / _MARKER).write_text("\n".join(jars) + "\n")
+            shutil.rmtree(libs, ignore_errors=True)
+            staging.rename(libs)
+        log(f"fetched {len(jars)} jars in {time.monotonic() - started:.1f}s")
+    return libs
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("a JDK/JRE 17+ (java) is needed to run the local Kafka broker")
+    return java
+
+
+def _cluster_id() -> str:
+    """Kafka's Uuid text form; computed here to save a JVM start."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code even when the caller is inside an event loop.
+
+    Fixtures, scripts and async tests all call into this module; a private
+    loop in a worker thread works for every one of them.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="devstack-kafka") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _broker_answers(bootstrap: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout=5)
+        info: dict[str, Any] = await asyncio.wait_for(admin.describe_cluster(), timeout=5)
+        return bool(info.get("brokers"))
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+class LocalKafka:
+    """A single-node KRaft broker (broker and controller in one JVM) on 127.0.0.1.
+
+    Topics are auto-created for convenience, but tests should create theirs
+    with :func:`create_topics` first: Faust crashes when an auto-created
+    one-partition topic meets a multi-partition changelog.
+    """
+
+    def __init__(
+        self,
+        *,
+        version: str = DEFAULT_KAFKA_VERSION,
+        heap: str = "512m",
+        startup_timeout: float = 120.0,
+        stop_timeout: float = 20.0,
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
+        if not version.startswith("3."):
+            # 4.x switched to log4j2 and dropped the reload4j binding used here.
+            raise ValueError(f"LocalKafka supports Kafka 3.x releases, not {version}")
+        self.version = version
+        self.heap = heap
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.extra_properties = dict(extra_properties or {})
+        self.startup_seconds: float | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self._port is None or self._proc is None:
+            raise RuntimeError("LocalKafka is not running")
+        return f"127.0.0.1:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path | None:
+        """The broker log, so a failing test can point at it while it still exists."""
+        return None if self._tmp is None else self._tmp / "logs" / "server.log"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        if self._proc is not None:
+            return self
+        libs = ensure_kafka_jars(self.version)
+        self._tmp = Path(tempfile.mkdtemp(prefix="hygiene-kafka-"))
+        atexit.register(self.stop)
+        try:
+            # A port picked by free_port() can be taken before the JVM binds
+            # it; that is the only failure worth a retry.
+            for attempt in range(3):
+                if self._start_once(libs):
+                    return self
+                log(f"Kafka port was taken, retrying (attempt {attempt + 2}/3)")
+            raise RuntimeError("LocalKafka could not bind free ports after 3 attempts")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_once(self, libs: Path) -> bool:
+        assert self._tmp is not None
+        started = time.monotonic()
+        java = _java()
+        classpath = f"{libs}/*"
+        data = self._tmp / "data"
+        logs = self._tmp / "logs"
+        shutil.rmtree(data, ignore_errors=True)
+        logs.mkdir(exist_ok=True)
+        port, controller_port = free_port(), free_port()
+        props = self._write_config(port, controller_port, data, logs)
+        log4j = f"-Dlog4j.configuration={(self._tmp / 'log4j.properties').as_uri()}"
+
+        fmt = subprocess.run(
+            [
+                java,
+                "-Xmx256m",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                log4j,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(props),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka StorageTool format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        formatted = time.monotonic()
+
+        proc = spawn(
+            [
+                java,
+                "-Xms128m",
+                f"-Xmx{self.heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+                "-XX:+ExplicitGCInvokesConcurrent",
+                "-Djava.awt.headless=true",
+                log4j,
+                f"-Dkafka.logs.dir={logs}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
+            log_file=logs / "stdout.log",
+            cwd=self._tmp,
+        )
+        self._proc, self._port = proc, port
+        bootstrap = f"127.0.0.1:{port}"
+
+        def alive() -> None:
+            if proc.poll() is not None:
+                raise _BrokerExited(proc.returncode)
+
+        try:
+            wait_until(
+                lambda: port_accepts(port),
+                timeout=self.startup_timeout,
+                what=f"Kafka listening on {bootstrap}",
+                alive=alive,
+            )
+            remaining = max(10.0, self.startup_timeout - (time.monotonic() - started))
+            wait_until(
+                lambda: _run_async(_broker_answers(bootstrap)),
+                timeout=remaining,
+                what=f"Kafka answering metadata requests on {bootstrap}",
+                alive=alive,
+                interval=0.2,
+            )
+        except _BrokerExited as exited:
+            self._proc = None
+            server_log = tail(logs / "server.log") + "\n" + tail(logs / "stdout.log")
+            if "Address already in use" in server_log:
+                return False
+            raise RuntimeError(
+                f"Kafka broker exited with code {exited.code} during start-up:\n{server_log}"
+            ) from None
+        except TimeoutError as err:
+            raise RuntimeError(f"{err}\n{tail(logs / 'server.log')}") from None
+
+        ready = time.monotonic()
+        self.startup_seconds = ready - started
+        log(
+            f"Kafka {self.version} ready on {bootstrap} in {self.startup_seconds:.1f}s "
+            f"(format {formatted - started:.1f}s, broker {ready - formatted:.1f}s)"
+        )
+        return True
+
+    def _write_config(self, port: int, controller_port: int, data: Path, logs: Path) -> Path:
+        assert self._tmp is not None
+        # Internal topics get one partition and one replica, as testcontainers
+        # configures them, so the first consumer group and the first
+        # transactional producer do not wait for 50-partition topics.
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "delete.topic.enable": "true",
+            **self.extra_properties,
+        }
+        props = self._tmp / "server.properties"
+        props.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        (self._tmp / "log4j.properties").write_text(
+            textwrap.dedent(
+                f"""\
+                log4j.rootLogger=INFO, file
+                log4j.appender.file=org.apache.log4j.FileAppender
+                log4j.appender.file.File={logs / "server.log"}
+                log4j.appender.file.layout=org.apache.log4j.PatternLayout
+                log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+                log4j.logger.kafka.request.logger=WARN
+                log4j.logger.state.change.logger=WARN
+                log4j.logger.org.apache.kafka.clients=WARN
+                """
+            )
+        )
+        return props
+
+    def stop(self) -> None:
+        """Idempotent, because atexit may call it again after a fixture did."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            terminate_group(proc, grace=self.stop_timeout)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self._port = None
+        atexit.unregister(self.stop)
+
+
+class _BrokerExited(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+async def create_topics_async(
+    bootstrap_servers: str,
+    topics: Mapping[str, int],
+    config: Mapping[str, str] | None = None,
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+) -> None:
+    """Create topics up front and wait until every partition has a leader.
+
+    Idempotent for topics that already exist with the requested partition
+    count; a different count raises, because a silently mismatched topic is
+    what later surfaces as Faust's PartitionsMismatch.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+    )
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    topic_configs=dict(config or {}),
+                )
+                for name, partitions in topics.items()
+            ]
+        )
+        for topic, code, *rest in response.topic_errors:
+            error = for_code(code)
+            if code != 0 and error is not TopicAlreadyExistsError:
+                raise error(f"creating topic {topic!r}: {rest[0] if rest else ''}")
+
+        deadline = time.monotonic() + timeout
+        while True:
+            described = await admin.describe_topics(list(topics))
+            pending = _topics_not_ready(described, topics)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"topics not ready within {timeout:.0f}s: {pending}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+def _topics_not_ready(described: list[dict[str, Any]], wanted: Mapping[str, int]) -> list[str]:
+    by_name = {t["topic"]: t for t in described}
+    pending = []
+    for name, partitions in wanted.items():
+        meta = by_name.get(name)
+        if meta is None or meta["error_code"] != 0:
+            pending.append(name)
+            continue
+        actual = len(meta["partitions"])
+        if actual != partitions:
+            if actual > 0:
+                raise ValueError(
+                    f"topic {name!r} exists with {actual} partitions, {partitions} requested"
+                )
+            pending.append(name)
+        elif any(p["leader"] < 0 for p in meta["partitions"]):
+            pending.append(name)
+    return pending
+
+
+def create_topics(
+    bootstrap_servers: str,
+    topics: Mapping[str, int],
+    config: Mapping[str, str] | None = None,
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+) -> None:
+    """Sync form of :func:`create_topics_async` for fixtures and scripts."""
+    _run_async(
+        create_topics_async(
+            bootstrap_servers,
+            topics,
+            config,
+            replication_factor=replication_factor,
+            timeout=timeout,
+        )
+    )
