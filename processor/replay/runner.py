@@ -44,11 +44,18 @@ class ReplayResult:
     messages: int = 0
     changes: int = 0
     ignored: int = 0
+    alerts_raised: int = 0
+    resolutions: int = 0
+    first_event_ms: int | None = None
+    last_event_ms: int | None = None
     inputs: list[str] = field(default_factory=list)
 
 
 class Replay:
-    """Accumulates state across fed messages; ``finish`` sweeps and returns."""
+    """Accumulates state across fed messages; ``finish`` sweeps and returns.
+
+    ``received_at`` stamps dead letters: the shell passes the wall clock in,
+    because the core and the runner never read it themselves."""
 
     def __init__(
         self,
@@ -56,16 +63,15 @@ class Replay:
         *,
         sink: Sink | None = None,
         keep: bool = True,
-        received_at: datetime | None = None,
+        received_at: datetime,
     ) -> None:
         self.engine = Engine(rules)
-        self.mappings = FieldMappings.with_overrides(rules.field_mapping)
+        self.mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
         self.sink: Sink = sink or NullSink()
         self.keep = keep
         self.states: dict[str, OpportunityState] = {}
         self.result = ReplayResult(rules=rules, as_of_ms=0, states=self.states)
-        self.latest_ms = 0
-        self._received_at = received_at or datetime(1970, 1, 1, tzinfo=UTC)
+        self._received_at = received_at
 
     # ---- input ------------------------------------------------------------
     def feed(self, raw: bytes, source: str, offset: int | None = None) -> None:
@@ -89,8 +95,11 @@ class Replay:
         self.states[change.opportunity_id] = state
         self.result.changes += 1
         occurred = to_ms(change.occurred_at)
-        if occurred > self.latest_ms:
-            self.latest_ms = occurred
+        result = self.result
+        if result.last_event_ms is None or occurred > result.last_event_ms:
+            result.last_event_ms = occurred
+        if result.first_event_ms is None or occurred < result.first_event_ms:
+            result.first_event_ms = occurred
         self._collect(outcome)
 
     def feed_file(self, path: Path, on_progress: Callable[[int], None] | None = None) -> None:
@@ -120,7 +129,7 @@ class Replay:
     def finish(self, as_of_ms: int | None = None) -> ReplayResult:
         """Sweeps every opportunity at ``as_of`` (default: the last event time),
         so that time-driven rules fire as they would have at that moment."""
-        now = as_of_ms if as_of_ms is not None else self.latest_ms
+        now = as_of_ms if as_of_ms is not None else (self.result.last_event_ms or 0)
         self.result.as_of_ms = now
         for state in self.states.values():
             self._collect(self.engine.sweep(state, now))
@@ -132,6 +141,10 @@ class Replay:
         sink, result, keep = self.sink, self.result, self.keep
         for alert in outcome.alerts:
             sink.emit("alerts", alert)
+            if alert.kind == "alert":
+                result.alerts_raised += 1
+            else:
+                result.resolutions += 1
         for record in outcome.history:
             sink.emit("history", record)
         for command in outcome.commands:
