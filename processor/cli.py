@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -20,8 +21,11 @@ from rich.table import Table
 from processor.core.clock import to_ms
 from processor.replay.runner import Replay, ReplayResult
 from processor.replay.sinks import OUTPUT_FILES, JsonLinesSink
-from processor.rules.config import RULE_IDS, RuleSet, RulesError, load_rules
+from processor.rules.config import RULE_IDS, RulesError, RuleSet, load_rules
 from processor.settings import Settings
+
+if TYPE_CHECKING:
+    from processor.simulate import Format
 
 console = Console(stderr=True)
 
@@ -145,19 +149,27 @@ def _print_summary(result: ReplayResult, out_dir: Path, report: Path | None) -> 
         table.add_row(rule, str(raised[rule]), str(open_now.get(rule, 0)))
     console.print(table)
     as_of = datetime.fromtimestamp(result.as_of_ms / 1000, tz=UTC)
-    console.print(
-        f"{result.messages} messages, {result.changes} changes, "
-        f"{len(result.states)} opportunities, as of {as_of:%Y-%m-%d %H:%M} UTC; "
-        f"{sum(raised.values())} alerts, "
-        f"{sum(1 for a in result.alerts if a.kind == 'resolution')} resolutions, "
-        f"{len({h.record_id for h in result.history})} stage-history records, "
-        f"{len(result.commands)} close-out recommendations, "
-        f"{len(result.dead_letters)} dead letters",
-        highlight=False,
-    )
-    console.print(f"outputs: {out_dir}/{{{','.join(OUTPUT_FILES.values())}}}", highlight=False)
+    resolutions = sum(1 for a in result.alerts if a.kind == "resolution")
+    counts = [
+        _plural(result.messages, "message"),
+        _plural(result.changes, "change"),
+        _plural(len(result.states), "opportunity", "opportunities"),
+        _plural(sum(raised.values()), "alert"),
+        _plural(resolutions, "resolution"),
+        _plural(len({h.record_id for h in result.history}), "stage-history record"),
+        _plural(len(result.commands), "close-out recommendation"),
+        _plural(len(result.dead_letters), "dead letter"),
+    ]
+    console.print(f"as of {as_of:%Y-%m-%d %H:%M} UTC: " + ", ".join(counts), highlight=False,
+                  soft_wrap=True)
+    console.print(f"outputs: {out_dir}/{{{','.join(OUTPUT_FILES.values())}}}", highlight=False,
+                  soft_wrap=True)
     if report:
-        console.print(f"report:  {report}", highlight=False)
+        console.print(f"report:  {report}", highlight=False, soft_wrap=True)
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 # ---- simulate ----------------------------------------------------------------
@@ -181,33 +193,38 @@ def simulate(
     rules_path: Path | None,
 ) -> None:
     """Generate realistic CRM change traffic with planted hygiene problems."""
-    from processor.simulate import iter_events, truth_for
+    from processor.simulate import as_of_for, iter_events
 
     ruleset = _load_rules(rules_path)
     first = _parse_time(start) or (
         datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         - timedelta(days=days)
     )
+    truth: dict[str, set[str]] = {}
     count = 0
     with out_path.open("wb") as handle, Progress(
         TextColumn("[bold]simulate[/bold]"), BarColumn(), TextColumn("{task.completed} events"),
         console=console, transient=True,
     ) as progress:
         task = progress.add_task("", total=None)
-        for _, raw in iter_events(opportunities=opportunities, days=days, seed=seed, fmt=fmt,
-                                  start=first, rules=ruleset):
-            handle.write(raw + b"\n")
+        for delivery in iter_events(opportunities=opportunities, days=days, seed=seed,
+                                    fmt=_format(fmt), start=first, rules=ruleset, truth=truth):
+            handle.write(delivery.payload + b"\n")
             count += 1
             if count % 1000 == 0:
                 progress.update(task, completed=count)
-    truth = truth_for(opportunities=opportunities, days=days, seed=seed, fmt=fmt, start=first,
-                      rules=ruleset)
     flagged = sum(1 for rules_ in truth.values() if rules_)
     console.print(
-        f"wrote {count} events for {opportunities} opportunities ({flagged} with planted "
-        f"problems) to {out_path}; window {first:%Y-%m-%d} + {days} days",
+        f"wrote {count} messages for {opportunities} opportunities ({flagged} with planted "
+        f"problems) to {out_path}; as of {as_of_for(first, days):%Y-%m-%d}",
         highlight=False,
     )
+
+
+def _format(fmt: str) -> Format:
+    if fmt not in ("salesforce", "hubspot", "generic", "mixed"):
+        raise click.BadParameter(f"unknown format {fmt!r}")
+    return fmt  # type: ignore[return-value]
 
 
 # ---- demo --------------------------------------------------------------------
@@ -228,9 +245,9 @@ def demo(opportunities: int, out_dir: Path) -> None:
         days=90
     )
     with events.open("wb") as handle:
-        for _, raw in iter_events(opportunities=opportunities, days=90, seed=7, fmt="mixed",
-                                  start=start, rules=ruleset):
-            handle.write(raw + b"\n")
+        for delivery in iter_events(opportunities=opportunities, days=90, seed=7, fmt="mixed",
+                                    start=start, rules=ruleset):
+            handle.write(delivery.payload + b"\n")
     result = run_replay(ruleset, [events], out_dir, as_of_ms=to_ms(start + timedelta(days=90)),
                         quiet=False)
     report = out_dir / "audit-report.html"

@@ -88,7 +88,7 @@ def test_stage_aliases_are_canonicalized_in_history() -> None:
 
 def test_redelivered_event_changes_nothing() -> None:
     first = change(0, **HEALTHY_NEGOTIATION, event_id="x")
-    state, outcomes = run(first, change(1, stage="Closed Won", event_id="y"))
+    state, _ = run(first, change(1, stage="Closed Won", event_id="y"))
     before = state.model_dump()
     for again in (first, change(1, stage="Closed Won", event_id="y")):
         state, outcome = ENGINE.apply(state, again)
