@@ -1,23 +1,92 @@
 """Runtime configuration from the environment (prefix ``HYGIENE_``).
 
-Secrets (SASL passwords, Redis passwords, tokens) are only ever read from the
-environment, never from files in the repository.
+Secrets (SASL and Redis passwords, the API token) are only ever read from the
+environment, never from files in the repository, and are held as SecretStr
+so they never appear in logs or reprs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.rules.config import DEFAULT_RULES_PATH
+
+
+class Topics(BaseSettings):
+    """Topic names; every one can be renamed (``HYGIENE_TOPIC_ALERTS=...``)."""
+
+    model_config = SettingsConfigDict(env_prefix="HYGIENE_TOPIC_", extra="ignore")
+
+    inputs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["crm.events"],
+        description="Input topics (comma-separated); every supported format is detected "
+        "per message, so one topic may carry several CRMs.",
+    )
+    changes: str = Field(
+        default="hygiene.changes",
+        description="Internal: normalized changes keyed by opportunity id.",
+    )
+    alerts: str = "hygiene.alerts"
+    digests: str = "hygiene.digests"
+    stage_history: str = "forecast.stage-history"
+    rollups: str = "forecast.rollups"
+    overrides: str = "forecast.overrides"
+    override_log: str = "forecast.override-log"
+    commands: str = "crm.commands"
+    dead_letter: str = "hygiene.dead-letter"
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HYGIENE_", extra="ignore")
 
+    # Kafka
+    kafka_bootstrap: str = Field(default="localhost:9092", description="host:port[,host:port]")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # Application
+    app_id: str = Field(default="revops-hygiene", description="Consumer group and table prefix.")
+    store: Literal["memory://", "rocksdb://"] = "memory://"
+    data_dir: Path = Field(default=Path("./hygiene-data"), description="RocksDB and worker state.")
+    partitions: int = Field(default=8, gt=0, description="Partitions of internal topics/tables.")
+    replication_factor: int = Field(default=1, gt=0)
     rules_file: Path = Field(default=DEFAULT_RULES_PATH, description="The rules YAML file.")
     max_message_bytes: int = Field(
         default=1_048_576, gt=0, description="Larger inputs go to the dead-letter topic."
     )
+    sweep_interval_seconds: float = Field(
+        default=300.0, gt=0, description="How often time-driven rules are re-evaluated."
+    )
+
+    # HTTP
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=6066, gt=0, lt=65536)
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token for everything but health and metrics."
+    )
+
+    # Redis
+    redis_url: str = "redis://localhost:6379/0"
+    redis_password: SecretStr | None = None
+
+    @property
+    def topics(self) -> Topics:
+        return Topics()

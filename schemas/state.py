@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, field_serializer, field_validator
 
 from ._base import Record
 
@@ -49,6 +49,25 @@ class OpportunityState(Record):
         default_factory=dict,
         description="Rule id -> event time the alert opened; the alert id derives from it.",
     )
+
+    @field_serializer("stamps")
+    def _group_stamps(self, stamps: dict[str, int]) -> dict[str, list[str]]:
+        # One event usually sets many fields (a Salesforce CREATE sets all of
+        # them), so grouping fields by stamp roughly halves the stored state.
+        grouped: dict[str, list[str]] = {}
+        for name, stamp in stamps.items():
+            grouped.setdefault(str(stamp), []).append(name)
+        return grouped
+
+    @field_validator("stamps", mode="before")
+    @classmethod
+    def _ungroup_stamps(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(isinstance(v, list) for v in value.values()):
+            return {name: int(stamp) for stamp, names in value.items() for name in names}
+        return value
+
+    _transitions: list[Any] | None = PrivateAttr(default=None)
+    """Derived stage transitions, cached in memory only (see core.timeline)."""
 
     @property
     def needs_resync(self) -> bool:

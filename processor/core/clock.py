@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 DAY_MS = 86_400_000
 _SEQ_BITS = 20
@@ -37,8 +38,13 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+@lru_cache(maxsize=4096)
+def _iso_of_day(day: int) -> str:
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
+
+
 def iso_day(ms: int) -> str:
-    return from_ms(ms).date().isoformat()
+    return _iso_of_day(ms // DAY_MS)
 
 
 def day_start_ms(iso: str) -> int:
@@ -49,6 +55,7 @@ def days_between(earlier_iso: str, later_iso: str) -> int:
     return (date.fromisoformat(later_iso) - date.fromisoformat(earlier_iso)).days
 
 
+@lru_cache(maxsize=4096)
 def add_days(iso: str, days: int) -> str:
     return (date.fromisoformat(iso) + timedelta(days=days)).isoformat()
 

@@ -52,7 +52,7 @@ class Engine:
         tracked = {k: values[k] for k in _TRACKED if k in values}
         before: list[timeline.Transition] | None = None
         if tracked:
-            before, _ = timeline.derive(state, self.rules)
+            before = timeline.published(state, self.rules)
             if timeline.insert(state, stamp, timeline.observation_id(change.event_id, tracked),
                                tracked):
                 outcome.changed = True
@@ -87,12 +87,12 @@ class Engine:
         state.stage_entered_ms = summary.stage_entered_ms
         state.close_pushes = summary.close_pushes
         state.close_slip_days = summary.close_slip_days
-        previous = {t.record_id: t for t in before}
+        previous = {t.event_id: t for t in before}
         current_ids = set()
         new: list[timeline.Transition] = []
         for transition in after:
-            current_ids.add(transition.record_id)
-            old = previous.get(transition.record_id)
+            current_ids.add(transition.event_id)
+            old = previous.get(transition.event_id)
             if old != transition:
                 outcome.history.append(_history_record(state, transition, retracted=False))
                 if old is None:
@@ -151,7 +151,8 @@ class Engine:
             finding = _move_finding(pipeline, old, new)
             if finding is None or not pipeline.enabled(finding.rule_id):
                 continue
-            identifier = "al_" + transition.record_id.replace("-", "")[:20]
+            record = timeline.record_id(state.opportunity_id, transition.event_id)
+            identifier = "al_" + record.replace("-", "")[:20]
             outcome.alerts.append(
                 build_alert(state, finding, rules, pipeline, transition.at_ms, event_id,
                             identifier=f"{identifier}_{finding.rule_id}")
@@ -281,7 +282,7 @@ def _history_record(
     entered = t.previous_entered_ms
     left = t.at_ms if t.previous_stage is not None else None
     return StageHistoryRecord(
-        record_id=t.record_id,
+        record_id=timeline.record_id(state.opportunity_id, t.event_id),
         opportunity_id=state.opportunity_id,
         pipeline=t.pipeline,
         transition=t.kind,

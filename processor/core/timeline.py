@@ -38,7 +38,6 @@ class Transition:
     """A stage transition as derived; turned into a published record only
     when it is new or differs from what was published before."""
 
-    record_id: str
     kind: str
     event_id: str
     at_ms: int
@@ -185,7 +184,6 @@ class _Walk:
             category = stage.forecast_category
         self.transitions.append(
             Transition(
-                record_id=record_id(self.opportunity_id, event_id),
                 kind=kind,
                 event_id=event_id,
                 at_ms=at,
@@ -216,7 +214,17 @@ def derive(state: OpportunityState, rules: RuleSet) -> tuple[list[Transition], S
     walk = _Walk.from_base(state, rules)
     for observation in state.timeline:
         walk.step(observation)
+    state._transitions = walk.transitions
     return walk.transitions, walk.summary()
+
+
+def published(state: OpportunityState, rules: RuleSet) -> list[Transition]:
+    """The transitions as last derived: kept beside the state in memory (not
+    serialized) so a change derives the history once, not twice."""
+    cached = state._transitions
+    if cached is None:
+        cached, _ = derive(state, rules)
+    return cached  # type: ignore[no-any-return]
 
 
 def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) -> None:
@@ -230,3 +238,4 @@ def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) ->
     state.base = walk.to_base()
     state.base_stamp = state.timeline[excess - 1][0]
     del state.timeline[:excess]
+    state._transitions = None  # folded transitions are no longer derivable

@@ -46,11 +46,10 @@ class Context:
     now_ms: int
     today: str
 
-    def at_or_after(self, stage_name: str | None) -> bool:
-        if stage_name is None:
-            return False
-        threshold = self.pipeline.position_of(stage_name)
-        return threshold is not None and self.position >= threshold
+    def applies(self, rule_id: str) -> bool:
+        """Whether a stage-bound rule applies from the current stage on."""
+        start = self.pipeline.rule_start[rule_id]
+        return start is not None and self.position >= start
 
     def last_touch_ms(self) -> int | None:
         """Last activity, or creation when nothing was ever logged: a deal
@@ -102,15 +101,13 @@ def _gate(ctx: Context, rules: RuleSet) -> list[Finding]:
 
 
 def _fields_with_own_rule(ctx: Context) -> set[str]:
-    t = ctx.pipeline.thresholds
+    enabled = ctx.pipeline.enabled
     owned = set()
-    if ctx.pipeline.enabled("amount_invalid") and ctx.at_or_after(t.amount_required_from):
+    if enabled("amount_invalid") and ctx.applies("amount_invalid"):
         owned.add(f.AMOUNT)
-    if ctx.pipeline.enabled("next_step_missing") and ctx.at_or_after(t.next_step_required_from):
+    if enabled("next_step_missing") and ctx.applies("next_step_missing"):
         owned.add(f.NEXT_STEP)
-    if ctx.pipeline.enabled("next_meeting_missing") and ctx.at_or_after(
-        t.next_meeting_required_from
-    ):
+    if enabled("next_meeting_missing") and ctx.applies("next_meeting_missing"):
         owned.add(f.NEXT_MEETING_DATE)
     return owned
 
@@ -207,7 +204,7 @@ def _close_date(ctx: Context, rules: RuleSet) -> list[Finding]:
 
 
 def _next_meeting(ctx: Context) -> list[Finding]:
-    if not ctx.at_or_after(ctx.pipeline.thresholds.next_meeting_required_from):
+    if not ctx.applies("next_meeting_missing"):
         return []
     meeting = ctx.values.get(f.NEXT_MEETING_DATE)
     if meeting is not None and meeting >= ctx.today:
@@ -246,7 +243,7 @@ def _forecast_category(ctx: Context, rules: RuleSet) -> list[Finding]:
 
 
 def _amount(ctx: Context) -> list[Finding]:
-    if not ctx.at_or_after(ctx.pipeline.thresholds.amount_required_from):
+    if not ctx.applies("amount_invalid"):
         return []
     amount = ctx.values.get(f.AMOUNT)
     if amount is not None and amount > 0:
@@ -262,7 +259,7 @@ def _amount(ctx: Context) -> list[Finding]:
 
 
 def _next_step(ctx: Context) -> list[Finding]:
-    if not ctx.at_or_after(ctx.pipeline.thresholds.next_step_required_from):
+    if not ctx.applies("next_step_missing"):
         return []
     step = ctx.values.get(f.NEXT_STEP)
     due = ctx.values.get(f.NEXT_STEP_DATE)

@@ -231,6 +231,16 @@ class Pipeline(_Strict):
                 out.append(tuple(stage.requires))
         return out
 
+    @cached_property
+    def rule_start(self) -> dict[str, int | None]:
+        """Stage position from which each stage-bound rule applies."""
+        t = self.thresholds
+        return {
+            "next_meeting_missing": self.position_of(t.next_meeting_required_from),
+            "next_step_missing": self.position_of(t.next_step_required_from),
+            "amount_invalid": self.position_of(t.amount_required_from),
+        }
+
     def position_of(self, stage_name: str | None) -> int | None:
         return None if stage_name is None else self.stage_index.get(stage_name.casefold())
 

@@ -11,7 +11,11 @@ from processor.core import fields as f
 
 
 class JunkDetector:
-    __slots__ = ("_dates", "_min_length", "_pattern", "_values")
+    """Verdicts on text are memoized: the same MEDDICC answer is re-checked on
+    every event of its deal, and a regex per value per event adds up."""
+
+    __slots__ = ("_dates", "_memo", "_min_length", "_pattern", "_values")
+    _MEMO_LIMIT = 200_000
 
     def __init__(
         self, values: list[str], patterns: list[str], placeholder_dates: list[str], min_length: int
@@ -22,12 +26,21 @@ class JunkDetector:
         ) else None
         self._dates = frozenset(placeholder_dates)
         self._min_length = min_length
+        self._memo: dict[str, bool] = {}
 
     def is_junk(self, field: str, value: Any) -> bool:
         if field in f.DATE_FIELDS:
             return isinstance(value, str) and value in self._dates
         if not isinstance(value, str):
             return False
+        verdict = self._memo.get(value)
+        if verdict is None:
+            if len(self._memo) >= self._MEMO_LIMIT:
+                self._memo.clear()
+            verdict = self._memo[value] = self._judge(value)
+        return verdict
+
+    def _judge(self, value: str) -> bool:
         text = value.strip()
         if len(text) < self._min_length or text.casefold() in self._values:
             return True

@@ -65,6 +65,7 @@ def comparable(state: OpportunityState) -> dict[str, Any]:
     # which delivery order legitimately changes; which alerts are open does not.
     data = state.model_dump()
     data["open_alerts"] = sorted(state.open_alerts)
+    data["stamps"] = dict(state.stamps)  # the serialized grouping follows insertion order
     return data
 
 
