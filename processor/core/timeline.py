@@ -224,7 +224,7 @@ def published(state: OpportunityState, rules: RuleSet) -> list[Transition]:
     cached = state._transitions
     if cached is None:
         cached, _ = derive(state, rules)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) -> None:
