@@ -27,7 +27,7 @@ from processor.settings import Settings
 if TYPE_CHECKING:
     from processor.simulate import Format
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never break paths or ids across lines
 
 
 def _parse_time(value: str | None) -> datetime | None:

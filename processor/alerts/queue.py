@@ -49,7 +49,7 @@ def queue_items(
             opportunity_id=state.opportunity_id,
             opportunity_name=values.get(f.NAME),
             pipeline=pipeline.id,
-            stage=values.get(f.STAGE),
+            stage=pipeline.canonical_stage(values.get(f.STAGE)),
             amount=amount,
             currency=values.get(f.CURRENCY),
             close_date=values.get(f.CLOSE_DATE),

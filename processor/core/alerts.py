@@ -43,7 +43,7 @@ def build_alert(
         opportunity_id=state.opportunity_id,
         opportunity_name=values.get(f.NAME),
         pipeline=pipeline.id,
-        stage=values.get(f.STAGE),
+        stage=pipeline.canonical_stage(values.get(f.STAGE)),
         owner_id=values.get(f.OWNER_ID),
         manager_id=values.get(f.MANAGER_ID),
         amount=values.get(f.AMOUNT),

@@ -127,12 +127,8 @@ class _Walk:
         return base
 
     def _canonical_stage(self) -> str | None:
-        raw = self.values.get(f.STAGE)
-        if raw is None:
-            return None
         pipeline = self.rules.pipeline_for(self.values.get(f.PIPELINE))
-        position = pipeline.stage_position(raw)
-        return raw if position is None else pipeline.stages[position].name
+        return pipeline.canonical_stage(self.values.get(f.STAGE))
 
     def step(self, observation: Observation) -> None:
         stamp, event_id, changed = observation

@@ -241,6 +241,11 @@ class Pipeline(_Strict):
             "amount_invalid": self.position_of(t.amount_required_from),
         }
 
+    def canonical_stage(self, raw_stage: str | None) -> str | None:
+        """The rules file's name for a CRM stage spelling (unknown ones as is)."""
+        position = self.stage_position(raw_stage)
+        return raw_stage if position is None else self.stages[position].name
+
     def position_of(self, stage_name: str | None) -> int | None:
         return None if stage_name is None else self.stage_index.get(stage_name.casefold())
 
