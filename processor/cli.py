@@ -180,8 +180,10 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
 @click.option("--format", "fmt", default="mixed", show_default=True,
               type=click.Choice(["salesforce", "hubspot", "generic", "mixed"]))
 @click.option("--start", help="First day of the simulated window (default: DAYS before today).")
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True,
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
               help="JSON-lines file to write.")
+@click.option("--to-broker", is_flag=True,
+              help="Produce into the first input topic (HYGIENE_KAFKA_BOOTSTRAP) instead.")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules YAML file.")
 def simulate(
     opportunities: int,
@@ -189,26 +191,42 @@ def simulate(
     seed: int,
     fmt: str,
     start: str | None,
-    out_path: Path,
+    out_path: Path | None,
+    to_broker: bool,
     rules_path: Path | None,
 ) -> None:
     """Generate realistic CRM change traffic with planted hygiene problems."""
     from processor.simulate import as_of_for, iter_events
 
+    if (out_path is None) == (not to_broker):
+        raise click.UsageError("give exactly one of --out FILE or --to-broker")
     ruleset = _load_rules(rules_path)
     first = _parse_time(start) or (
         datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         - timedelta(days=days)
     )
     truth: dict[str, set[str]] = {}
+    deliveries = iter_events(opportunities=opportunities, days=days, seed=seed,
+                             fmt=_format(fmt), start=first, rules=ruleset, truth=truth)
+    if to_broker:
+        import asyncio
+
+        from processor.stream.produce import produce_deliveries
+
+        settings = Settings()
+        topic = settings.topics.inputs[0]
+        count = asyncio.run(produce_deliveries(settings, topic, deliveries, console))
+        console.print(f"produced {count} messages for {opportunities} opportunities to "
+                      f"{topic} at {settings.kafka_bootstrap}", highlight=False)
+        return
+    assert out_path is not None
     count = 0
     with out_path.open("wb") as handle, Progress(
         TextColumn("[bold]simulate[/bold]"), BarColumn(), TextColumn("{task.completed} events"),
         console=console, transient=True,
     ) as progress:
         task = progress.add_task("", total=None)
-        for delivery in iter_events(opportunities=opportunities, days=days, seed=seed,
-                                    fmt=_format(fmt), start=first, rules=ruleset, truth=truth):
+        for delivery in deliveries:
             handle.write(delivery.payload + b"\n")
             count += 1
             if count % 1000 == 0:
@@ -225,6 +243,42 @@ def _format(fmt: str) -> Format:
     if fmt not in ("salesforce", "hubspot", "generic", "mixed"):
         raise click.BadParameter(f"unknown format {fmt!r}")
     return fmt  # type: ignore[return-value]
+
+
+# ---- stream -----------------------------------------------------------------
+@main.command()
+@click.option("--loglevel", "-l", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(loglevel: str) -> None:
+    """Run a stream worker (configuration from HYGIENE_* environment variables)."""
+    import faust
+
+    from processor.stream.app import create_worker
+
+    instance = create_worker()
+    # Faust's default "warn" level installs a DEBUG handler that costs 20-34%
+    # of throughput (bench/README.md): run at info unless asked otherwise.
+    faust.Worker(instance.app, loglevel=loglevel).execute_from_commandline()
+
+
+@main.group()
+def topics() -> None:
+    """Manage the Kafka topics."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create every topic (idempotent): partitions, replication, compaction."""
+    import asyncio
+
+    from processor.stream.topics import create_topics
+
+    settings = Settings()
+    for spec, created in asyncio.run(create_topics(settings)):
+        state = "created" if created else "exists "
+        policy = "compact" if spec.compact else "delete "
+        console.print(f"{state} {spec.name:<40} {spec.partitions:>3} partitions  {policy}  "
+                      f"{spec.purpose}", highlight=False)
 
 
 # ---- demo --------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""The Faust application: topics, the opportunities table, the state agent,
+the sweep timer, the ingest loop and the health views."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from processor.core.engine import Engine
+from processor.rules.config import RuleSet, load_rules
+from processor.settings import Settings
+from processor.sources.mapping import FieldMappings
+from processor.stream import messages
+from processor.stream.ingest import Ingest
+from processor.stream.kafka import faust_credentials
+from processor.stream.state import StateProcessor, Topics
+from processor.stream.topics import TABLE_NAME
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Everything one worker process runs, wired to one Faust app."""
+
+    def __init__(self, settings: Settings, rules: RuleSet | None = None) -> None:
+        self.settings = settings
+        self.rules = rules or load_rules(settings.rules_file)
+        topics = settings.topics
+        self.app = app = faust.App(
+            settings.app_id,
+            broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+            broker_credentials=faust_credentials(settings),
+            store=settings.store,
+            datadir=str(settings.data_dir),
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            topic_allow_declare=True,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            producer_linger_ms=5,
+            producer_max_batch_size=1_048_576,
+            producer_acks=-1,
+            broker_commit_interval=1.0,
+            consumer_auto_offset_reset="earliest",
+            autodiscover=False,
+            web_enabled=True,
+            table_standby_replicas=0,
+        )
+        self.changes_topic = app.topic(
+            topics.changes, key_serializer="raw", value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        self.table = app.Table(
+            TABLE_NAME, default=None, partitions=settings.partitions,
+            key_type=bytes, value_type=bytes,
+        )
+        # States are stored as the JSON bytes the engine's models write; raw
+        # codecs keep Faust from encoding them a second time.
+        self.table.key_serializer = "raw"
+        self.table.value_serializer = "raw"
+        self.processor = StateProcessor(
+            Engine(self.rules),
+            Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
+            settings.partitions,
+        )
+        self.ingest = Ingest(settings, FieldMappings.with_overrides(
+            dict(self.rules.field_mapping.items())))
+        self._wire()
+
+    # ---- wiring -----------------------------------------------------------
+    def _wire(self) -> None:
+        app, processor, table = self.app, self.processor, self.table
+
+        async def publish(records: list[tuple[str, bytes | None, bytes]]) -> None:
+            producer = app.producer
+            pending = [await producer.send(topic, key, value, None, None, None)
+                       for topic, key, value in records]
+            await asyncio.gather(*pending)
+
+        @app.agent(self.changes_topic, name="hygiene.state")
+        async def state_agent(stream: Any) -> None:
+            async for event in stream.events():
+                partition = event.message.partition
+                message = messages.decode(event.value)
+                if isinstance(message, messages.ChangeBatch):
+                    await processor.handle_changes(message, partition, table, publish)
+                else:
+                    await processor.handle_sweep(message, partition, table, publish)
+
+        @app.timer(self.settings.sweep_interval_seconds)  # type: ignore[untyped-decorator]
+        async def sweep() -> None:
+            await self.request_sweeps(int(time.time() * 1000))
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def ingest() -> None:
+            await self.ingest.run()
+
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok"})
+
+        @app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready = not app.rebalancing and not app.in_recovery and app.consumer is not None
+            return web.json({"ready": ready}, status=200 if ready else 503)
+
+        @app.page("/metrics")
+        async def metrics_view(web: Any, request: Any) -> Any:
+            # aiohttp refuses a charset inside content_type; Prometheus reads it as UTF-8.
+            content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+            return web.bytes(generate_latest(), content_type=content_type)
+
+    async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.processor.index.forget()
+
+    async def request_sweeps(self, now_ms: int) -> int:
+        """Asks the owner of each partition this worker actively owns to sweep
+        it. Standbys are skipped, and nothing is asked mid-rebalance or
+        recovery: the new owner sweeps on its next tick."""
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            return 0
+        name = self.changes_topic.get_topic_name()
+        partitions = sorted(tp.partition for tp in app.assignor.assigned_actives()
+                            if tp.topic == name)
+        for partition in partitions:
+            await self.changes_topic.send(value=messages.encode_sweep(now_ms),
+                                          partition=partition)
+        return len(partitions)
+
+
+def create_worker(settings: Settings | None = None) -> Worker:
+    return Worker(settings or Settings())

@@ -1,0 +1,17 @@
+"""Prometheus metrics of the stream (served on /metrics by the workers)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+INPUT_MESSAGES = Counter("hygiene_input_messages_total", "CRM input messages read")
+CHANGES_APPLIED = Counter("hygiene_changes_applied_total", "Normalized changes applied")
+DEAD_LETTERS = Counter(
+    "hygiene_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"]
+)
+ALERTS = Counter("hygiene_alerts_total", "Alerts published", ["rule"])
+RESOLUTIONS = Counter("hygiene_resolutions_total", "Resolutions published", ["rule"])
+STAGE_HISTORY = Counter("hygiene_stage_history_total", "Stage-history records published")
+COMMANDS = Counter("hygiene_close_out_commands_total", "Close-out recommendations published")
+SWEEPS = Counter("hygiene_sweeps_total", "Sweeps of one partition's opportunities")
+OPPORTUNITIES = Gauge("hygiene_opportunities", "Opportunities held by this worker (active)")

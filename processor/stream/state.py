@@ -1,0 +1,178 @@
+"""The state agent's work: apply a batch of changes, or a sweep, to the
+opportunities of one partition, and publish what the engine says.
+
+Kept free of Faust so it can be read (and tested) on its own: the agent hands
+it a table-like mapping and a publish function. Outputs are published and
+acknowledged before the new states are written to the table, so a crash can
+only make the batch run again (outputs repeated under the same ids), never
+leave a state that says "done" for outputs that were never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
+
+from processor.core.engine import Engine
+from processor.core.outcome import Outcome
+from processor.stream import metrics
+from processor.stream.messages import ChangeBatch, SweepTick
+from processor.stream.routing import Partitioner
+from schemas import DeadLetter, OpportunityChange, OpportunityState, Record
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[list[tuple[str, bytes | None, bytes]]], Awaitable[None]]
+"""Sends (topic, key, value) triples and returns once all are acknowledged."""
+
+
+@dataclass
+class Topics:
+    alerts: str
+    stage_history: str
+    commands: str
+    dead_letter: str
+
+
+def load_state(raw: bytes | None) -> OpportunityState | None:
+    return None if raw is None else OpportunityState.model_validate_json(raw)
+
+
+def dump_state(state: OpportunityState) -> bytes:
+    return state.model_dump_json(exclude_defaults=True).encode()
+
+
+@dataclass
+class PartitionIndex:
+    """Which table keys live on which partition, for sweeps: built lazily
+    from the table after a (re)assignment, then kept current on writes."""
+
+    partition_of: Partitioner
+    keys: dict[int, set[bytes]] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.keys.clear()
+
+    def keys_for(self, partition: int, table_keys: Callable[[], Iterable[bytes]]) -> set[bytes]:
+        known = self.keys.get(partition)
+        if known is None:
+            for p in range(self.partition_of.partitions):
+                self.keys.setdefault(p, set())
+            for key in table_keys():
+                self.keys[self.partition_of(key.decode())].add(key)
+            known = self.keys[partition]
+        return known
+
+    def add(self, partition: int, key: bytes) -> None:
+        known = self.keys.get(partition)
+        if known is not None:
+            known.add(key)
+
+
+class StateProcessor:
+    def __init__(self, engine: Engine, topics: Topics, partitions: int) -> None:
+        self.engine = engine
+        self.topics = topics
+        self.index = PartitionIndex(Partitioner(partitions))
+
+    async def handle_changes(
+        self,
+        batch: ChangeBatch,
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+    ) -> None:
+        by_opportunity: dict[str, list[OpportunityChange]] = {}
+        for change in batch.changes:
+            by_opportunity.setdefault(change.opportunity_id, []).append(change)
+        out: list[tuple[str, bytes | None, bytes]] = []
+        dirty: dict[bytes, OpportunityState] = {}
+        for opportunity_id, changes in by_opportunity.items():
+            key = opportunity_id.encode()
+            state = load_state(table.get(key))
+            for change in changes:
+                try:
+                    state, outcome = self.engine.apply(state, change)
+                except Exception as exc:  # a bug must not stop the stream
+                    log.exception("engine failed on %s", change.event_id)
+                    out.append(self._dead_letter(change, exc, partition))
+                    continue
+                self._collect(key, outcome, out)
+                if outcome.changed:
+                    dirty[key] = state
+        metrics.CHANGES_APPLIED.inc(len(batch.changes))
+        await self._finish(out, dirty, partition, table, publish)
+
+    async def handle_sweep(
+        self,
+        tick: SweepTick,
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+    ) -> None:
+        out: list[tuple[str, bytes | None, bytes]] = []
+        dirty: dict[bytes, OpportunityState] = {}
+        keys = self.index.keys_for(partition, lambda: list(table.keys()))
+        for key in list(keys):
+            state = load_state(table.get(key))
+            if state is None:
+                continue
+            outcome = self.engine.sweep(state, tick.at_ms)
+            self._collect(key, outcome, out)
+            if outcome.changed:
+                dirty[key] = state
+        metrics.SWEEPS.inc()
+        await self._finish(out, dirty, partition, table, publish)
+
+    async def _finish(
+        self,
+        out: list[tuple[str, bytes | None, bytes]],
+        dirty: dict[bytes, OpportunityState],
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+    ) -> None:
+        if out:
+            await publish(out)
+        for key, state in dirty.items():
+            table[key] = dump_state(state)
+            self.index.add(partition, key)
+
+    def _collect(
+        self, key: bytes, outcome: Outcome, out: list[tuple[str, bytes | None, bytes]]
+    ) -> None:
+        topics = self.topics
+        for alert in outcome.alerts:
+            out.append((topics.alerts, key, _json(alert)))
+            counter = metrics.ALERTS if alert.kind == "alert" else metrics.RESOLUTIONS
+            counter.labels(rule=alert.rule_id).inc()
+        for record in outcome.history:
+            out.append((topics.stage_history, key, _json(record)))
+        metrics.STAGE_HISTORY.inc(len(outcome.history))
+        for command in outcome.commands:
+            out.append((topics.commands, key, _json(command)))
+        metrics.COMMANDS.inc(len(outcome.commands))
+
+    def _dead_letter(
+        self, change: OpportunityChange, exc: Exception, partition: int
+    ) -> tuple[str, bytes | None, bytes]:
+        from datetime import UTC, datetime
+
+        record = DeadLetter(
+            reason="processing_error",
+            error=f"{type(exc).__name__}: {exc}",
+            source="hygiene.changes",
+            partition=partition,
+            original_key_b64=DeadLetter.encode(change.opportunity_id.encode()),
+            original_value_b64=DeadLetter.encode(change.model_dump_json().encode()),
+            received_at=datetime.now(UTC),
+        )
+        metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
+        return self.topics.dead_letter, change.opportunity_id.encode(), _json(record)
+
+
+def _json(record: Record) -> bytes:
+    return record.model_dump_json().encode()
+
+

@@ -1,0 +1,77 @@
+"""Every topic the product uses, with its partitions and cleanup policy.
+
+``hygiene topics create`` makes them before any worker starts: a topic that
+Faust or the broker auto-creates with one partition next to a changelog with
+many crashes the agent (PartitionsMismatch), and outputs keyed for upserts
+want compaction from the start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped, unused-ignore]
+from aiokafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyped, unused-ignore]
+
+from processor.settings import Settings
+from processor.stream.kafka import aiokafka_options
+
+TABLE_NAME = "opportunities"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compact: bool
+    purpose: str
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-{TABLE_NAME}-changelog"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    t = settings.topics
+    n = settings.partitions
+    specs = [TopicSpec(name, n, False, "CRM input") for name in t.inputs]
+    specs += [
+        TopicSpec(t.changes, n, False, "normalized changes by opportunity (internal)"),
+        TopicSpec(changelog_topic(settings), n, True, "opportunity state changelog (internal)"),
+        TopicSpec(t.alerts, n, False, "alerts and resolutions"),
+        TopicSpec(t.digests, n, True, "weekly hygiene queues, one per owner"),
+        TopicSpec(t.stage_history, n, False, "stage history for the warehouse"),
+        TopicSpec(t.rollups, n, True, "manager forecast rollups"),
+        TopicSpec(t.overrides, n, False, "manager overrides (input)"),
+        TopicSpec(t.override_log, n, False, "accepted overrides"),
+        TopicSpec(t.commands, n, False, "close-out recommendations"),
+        TopicSpec(t.dead_letter, n, False, "inputs that could not be processed"),
+    ]
+    return specs
+
+
+async def create_topics(settings: Settings) -> list[tuple[TopicSpec, bool]]:
+    """Creates what is missing; returns each spec with whether it was created."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        results: list[tuple[TopicSpec, bool]] = []
+        for spec in topic_specs(settings):
+            if spec.name in existing:
+                results.append((spec, False))
+                continue
+            config = {"cleanup.policy": "compact"} if spec.compact else {}
+            try:
+                await admin.create_topics([NewTopic(
+                    name=spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=settings.replication_factor,
+                    topic_configs=config,
+                )])
+                results.append((spec, True))
+            except TopicAlreadyExistsError:
+                results.append((spec, False))
+        return results
+    finally:
+        await admin.close()
