@@ -62,8 +62,8 @@ class Worker:
         )
         # States are stored as the JSON bytes the engine's models write; raw
         # codecs keep Faust from encoding them a second time.
-        self.table.key_serializer = "raw"
-        self.table.value_serializer = "raw"
+        self.table.key_serializer = "raw"  # type: ignore[attr-defined]
+        self.table.value_serializer = "raw"  # type: ignore[attr-defined]
         self.processor = StateProcessor(
             Engine(self.rules),
             Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
