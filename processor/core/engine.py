@@ -15,7 +15,7 @@ from processor.core import timeline
 from processor.core.alerts import build_alert, build_close_out, build_resolution
 from processor.core.clock import day_start_ms, from_ms, order_stamp, to_ms
 from processor.core.outcome import Outcome
-from processor.rules.checks import Finding, evaluate
+from processor.rules.checks import Finding, evaluate, next_due
 from processor.rules.config import Pipeline, RuleSet
 from schemas import OpportunityChange, OpportunityState, StageHistoryRecord
 
@@ -75,6 +75,11 @@ class Engine:
         outcome = Outcome()
         self._reconcile(state, max(now_ms, state.high_water_ms), None, outcome)
         return outcome
+
+    def next_due(self, state: OpportunityState, now_ms: int) -> int | None:
+        """When a sweep next needs to look at this opportunity (None: never,
+        until an event changes it)."""
+        return next_due(state, self.rules, max(now_ms, state.high_water_ms))
 
     def findings(self, state: OpportunityState, now_ms: int) -> dict[str, Finding]:
         return evaluate(state, self.rules, max(now_ms, state.high_water_ms))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processor.core import fields as f
-from processor.core.clock import DAY_MS, add_days, days_between, iso_day
+from processor.core.clock import DAY_MS, add_days, day_start_ms, days_between, iso_day
 from processor.rules.config import Pipeline, RuleSet, Stage
 from processor.rules.junk import is_blank
 from schemas.state import OpportunityState
@@ -314,6 +314,42 @@ def _unknown_stage(raw: str, pipeline: Pipeline) -> Finding:
         "Add the stage (or an alias) to the rules file, or fix the stage in the CRM.",
         {"stage": raw, "pipeline": pipeline.id},
     )
+
+
+def next_due(state: OpportunityState, rules: RuleSet, now_ms: int) -> int | None:
+    """The earliest time after ``now_ms`` at which a time-driven condition of
+    this opportunity could change, or None when none can. Conservative (it
+    may name a moment where nothing flips, never miss one), so a sweep can
+    skip every opportunity that is not yet due instead of evaluating it."""
+    values = state.fields
+    if values.get(f.DELETED) or state.merged_into is not None:
+        return None
+    pipeline = rules.pipeline_for(values.get(f.PIPELINE))
+    position = pipeline.stage_position(values.get(f.STAGE))
+    if position is None or pipeline.stages[position].closed:
+        return None
+    stage = pipeline.stages[position]
+    t = pipeline.thresholds
+    candidates: list[int] = []
+    last = state.last_activity_ms if state.last_activity_ms is not None else state.created_ms
+    if last is not None:
+        for days in (stage.stale_after_days or t.default_stale_after_days,
+                     t.close_out.no_activity_days):
+            if days is not None:
+                candidates.append(last + (days + 1) * DAY_MS)
+    if stage.max_days_in_stage is not None and state.stage_entered_ms is not None:
+        candidates.append(state.stage_entered_ms + (stage.max_days_in_stage + 1) * DAY_MS)
+    close = values.get(f.CLOSE_DATE)
+    if isinstance(close, str):
+        close_ms = day_start_ms(close)
+        candidates.append(close_ms + DAY_MS)
+        candidates.append(close_ms - t.parked_close_date_days * DAY_MS)
+    for name in (f.NEXT_MEETING_DATE, f.NEXT_STEP_DATE):
+        due = values.get(name)
+        if isinstance(due, str):
+            candidates.append(day_start_ms(due) + DAY_MS)
+    later = [c for c in candidates if c > now_ms]
+    return min(later) if later else None
 
 
 def evaluate(state: OpportunityState, rules: RuleSet, now_ms: int) -> dict[str, Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -10,15 +11,21 @@ from hypothesis import strategies as st
 from processor.core.engine import Engine
 from processor.rules import default_rules
 from schemas import OpportunityChange, OpportunityState, StageHistoryRecord
-from tests.builders import change
+from tests.builders import T0, change
 
 ENGINE = Engine(default_rules())
 STAGES = [s.name for s in default_rules().default_pipeline.stages] + ["qualifiedtobuy"]
 
+# Dates around the histories' event times, so time-driven rules flip within
+# the windows the tests look at.
+NEAR_DATES = st.integers(-30, 200).map(lambda d: (T0.date() + timedelta(days=d)).isoformat())
+
 field_values: dict[str, st.SearchStrategy[Any]] = {
     "stage": st.sampled_from(STAGES),
     "amount": st.one_of(st.none(), st.floats(-10, 500_000, allow_nan=False)),
-    "close_date": st.dates().map(lambda d: d.isoformat()),
+    "close_date": NEAR_DATES,
+    "next_meeting_date": NEAR_DATES,
+    "next_step_date": NEAR_DATES,
     "forecast_category": st.sampled_from(["Pipeline", "Best Case", "Commit", "BEST_CASE", None]),
     "owner_id": st.sampled_from(["u1", "u2"]),
     "next_step": st.sampled_from(["Call CFO", "tbd", None]),
@@ -109,3 +116,20 @@ def test_duplicated_deliveries_in_any_order_match_a_clean_run(
     other_state, other_records = run(data.draw(st.permutations(duplicated)))
     assert comparable(other_state) == comparable(state)
     assert final_history(other_records) == final_history(records)
+
+
+@SETTINGS
+@given(histories(), st.integers(0, 2400), st.integers(0, 2400))
+def test_nothing_changes_before_the_next_due_time(
+    events: list[OpportunityChange], later_a: int, later_b: int
+) -> None:
+    """A sweep may skip an opportunity until its due time: evaluating at any
+    moment before it gives the same conditions as evaluating right now."""
+    state, _ = run(events)
+    now = state.high_water_ms
+    due = ENGINE.next_due(state, now)
+    found_now = set(ENGINE.findings(state, now))
+    for offset_hours in (later_a, later_b):
+        moment = now + offset_hours * 3_600_000
+        if due is None or moment < due:
+            assert set(ENGINE.findings(state, moment)) == found_now

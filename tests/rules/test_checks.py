@@ -202,3 +202,40 @@ def test_disabled_rules_and_severity_overrides() -> None:
     assert renewals.id == "renewals"
     assert renewals.severity_of("stale_in_stage") == "low"
     assert rules.default_pipeline.severity_of("stale_in_stage") == "medium"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "due_days", "rule"),
+    [
+        # Negotiation: 5 idle days allowed -> due at day 6 (created day 0).
+        ({}, 6, "stale_no_activity"),
+        ({"close_date": "2026-01-07"}, 3, "close_date_past"),
+        ({"next_meeting_date": "2026-01-06"}, 2, "next_meeting_missing"),
+        ({"next_step_date": "2026-01-08"}, 4, "next_step_missing"),
+    ],
+)
+def test_next_due_names_the_moment_a_time_driven_rule_fires(
+    overrides: dict[str, Any], due_days: int, rule: str
+) -> None:
+    state = run(healthy(**overrides))
+    now = ms(0)
+    due = ENGINE.next_due(state, now)
+    assert due is not None
+    assert ENGINE.findings(state, due - 1) == {}
+    assert rule in ENGINE.findings(state, due)
+    # Day boundaries: dates flip at midnight UTC, idle time counts from creation.
+    assert due - ms(0) <= due_days * 86_400_000
+
+
+def test_next_due_for_parked_close_dates_and_closed_deals() -> None:
+    state = run(healthy(close_date="2026-12-31"))
+    assert "parked_close_date" in ENGINE.findings(state, ms(0))
+    # Walk the due times: the one at which the date enters the horizon exists.
+    moments = []
+    due = ENGINE.next_due(state, ms(0))
+    while due is not None and len(moments) < 20:
+        moments.append(due)
+        due = ENGINE.next_due(state, due)
+    cleared = [m for m in moments if "parked_close_date" not in ENGINE.findings(state, m)]
+    assert cleared and "parked_close_date" in ENGINE.findings(state, cleared[0] - 1)
+    assert ENGINE.next_due(run(healthy(stage="Closed Won")), ms(0)) is None
