@@ -283,30 +283,52 @@ def topics_create() -> None:
 
 # ---- demo --------------------------------------------------------------------
 @main.command()
-@click.option("--opportunities", "-n", default=400, show_default=True, type=click.IntRange(1))
+@click.option("--opportunities", "-n", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--days", "-d", default=90, show_default=True, type=click.IntRange(1),
+              help="Length of the simulated quarter.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--format", "fmt", default="mixed", show_default=True,
+              type=click.Choice(["salesforce", "hubspot", "generic", "mixed"]))
+@click.option("--rate", default=250.0, show_default=True, type=click.FloatRange(0),
+              help="CRM messages per second (0: as fast as the broker takes them).")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules YAML file.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              default=Path("hygiene-demo"), show_default=True)
-def demo(opportunities: int, out_dir: Path) -> None:
-    """Simulate a quarter of CRM traffic and replay it through the rules
-    (offline; the streaming demo arrives with the stream)."""
-    from processor.report.html import render_report
-    from processor.simulate import iter_events
+              default=Path("hygiene-demo"), show_default=True,
+              help="Directory for outputs, events, report, worker log.")
+@click.option("--once", is_flag=True,
+              help="Exit once the traffic is processed (default: keep showing until Ctrl-C).")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Stop this many seconds after the traffic starts.")
+@click.option("--sweep-interval", default=10.0, show_default=True,
+              type=click.FloatRange(0.5), metavar="SECONDS",
+              help="Time-driven rules are re-evaluated this often once the traffic is in.")
+@click.option("--plain", is_flag=True, help="Plain lines instead of the live view "
+              "(the default when stdout is not a terminal).")
+def demo(
+    opportunities: int,
+    days: int,
+    seed: int,
+    fmt: str,
+    rate: float,
+    rules_path: Path | None,
+    out_dir: Path,
+    once: bool,
+    duration: float | None,
+    sweep_interval: float,
+    plain: bool,
+) -> None:
+    """Run the whole pipeline locally and watch it: a real Kafka broker and
+    Redis on loopback (no Docker), a worker, and a simulated quarter of CRM
+    traffic; alerts and stage transitions show up live. Ctrl-C stops all of it."""
+    from processor.demo import DemoOptions, run_demo
 
-    ruleset = _load_rules(None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    events = out_dir / "crm-events.jsonl"
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=90
+    rules_file = rules_path or Settings().rules_file
+    options = DemoOptions(
+        opportunities=opportunities, days=days, seed=seed, fmt=_format(fmt), rate=rate,
+        out_dir=out_dir, once=once, duration=duration, sweep_interval=sweep_interval,
+        plain=True if plain else None,
     )
-    with events.open("wb") as handle:
-        for delivery in iter_events(opportunities=opportunities, days=90, seed=7, fmt="mixed",
-                                    start=start, rules=ruleset):
-            handle.write(delivery.payload + b"\n")
-    result = run_replay(ruleset, [events], out_dir, as_of_ms=to_ms(start + timedelta(days=90)),
-                        quiet=False)
-    report = out_dir / "audit-report.html"
-    report.write_text(render_report(result, generated_at=datetime.now(UTC)), encoding="utf-8")
-    _print_summary(result, out_dir, report)
+    raise SystemExit(run_demo(options, _load_rules(rules_file), rules_file))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,12 @@ class Worker:
 
         @app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
-            ready = not app.rebalancing and not app.in_recovery and app.consumer is not None
+            # Before the first assignment nothing is rebalancing or recovering
+            # either: ready only once a recovery has completed (Faust never
+            # clears that event; later rebalances show in the two flags).
+            recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+            ready = (recovered and not app.rebalancing and not app.in_recovery
+                     and app.consumer is not None)
             return web.json({"ready": ready}, status=200 if ready else 503)
 
         @app.page("/metrics")
