@@ -45,6 +45,11 @@ class OpportunityState(Record):
     gap_stamp: int = Field(default=0, description="Latest change the CRM could not deliver.")
     full_stamp: int = Field(default=0, description="Latest change that carried the whole record.")
     merged_into: str | None = None
+    next_due_ms: int | None = Field(
+        default=None,
+        description="When a sweep next needs to evaluate this opportunity (set by the "
+        "stream when it stores the state; None: not until an event arrives).",
+    )
     open_alerts: dict[str, int] = Field(
         default_factory=dict,
         description="Rule id -> event time the alert opened; the alert id derives from it.",

@@ -11,6 +11,7 @@ leave a state that says "done" for outputs that were never sent.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 
@@ -43,31 +44,44 @@ def dump_state(state: OpportunityState) -> bytes:
     return state.model_dump_json(exclude_defaults=True).encode()
 
 
+_DUE = re.compile(rb'"next_due_ms":(-?\d+)')
+
+
+def due_of(raw: bytes) -> int | None:
+    """Reads the due time straight from stored bytes: rebuilding the index
+    after a rebalance must not parse a million states."""
+    match = _DUE.search(raw)
+    return int(match.group(1)) if match else None
+
+
 @dataclass
 class PartitionIndex:
-    """Which table keys live on which partition, for sweeps: built lazily
-    from the table after a (re)assignment, then kept current on writes."""
+    """Per partition, each stored opportunity and when a sweep next needs it:
+    built lazily from the table after a (re)assignment, kept current on
+    writes, so a sweep touches only what is due instead of every state."""
 
     partition_of: Partitioner
-    keys: dict[int, set[bytes]] = field(default_factory=dict)
+    due: dict[int, dict[bytes, int | None]] = field(default_factory=dict)
 
     def forget(self) -> None:
-        self.keys.clear()
+        self.due.clear()
 
-    def keys_for(self, partition: int, table_keys: Callable[[], Iterable[bytes]]) -> set[bytes]:
-        known = self.keys.get(partition)
+    def for_partition(
+        self, partition: int, table_items: Callable[[], Iterable[tuple[bytes, bytes]]]
+    ) -> dict[bytes, int | None]:
+        known = self.due.get(partition)
         if known is None:
             for p in range(self.partition_of.partitions):
-                self.keys.setdefault(p, set())
-            for key in table_keys():
-                self.keys[self.partition_of(key.decode())].add(key)
-            known = self.keys[partition]
+                self.due.setdefault(p, {})
+            for key, raw in table_items():
+                self.due[self.partition_of(key.decode())][key] = due_of(raw)
+            known = self.due[partition]
         return known
 
-    def add(self, partition: int, key: bytes) -> None:
-        known = self.keys.get(partition)
+    def set(self, partition: int, key: bytes, due: int | None) -> None:
+        known = self.due.get(partition)
         if known is not None:
-            known.add(key)
+            known[key] = due
 
 
 class StateProcessor:
@@ -102,7 +116,7 @@ class StateProcessor:
                 if outcome.changed:
                     dirty[key] = state
         metrics.CHANGES_APPLIED.inc(len(batch.changes))
-        await self._finish(out, dirty, partition, table, publish)
+        await self._finish(out, dirty, partition, table, publish, now_ms=0)
 
     async def handle_sweep(
         self,
@@ -113,17 +127,19 @@ class StateProcessor:
     ) -> None:
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
-        keys = self.index.keys_for(partition, lambda: list(table.keys()))
-        for key in list(keys):
+        now = tick.at_ms
+        index = self.index.for_partition(partition, lambda: list(table.items()))
+        due_keys = [key for key, due in index.items() if due is not None and due <= now]
+        for key in due_keys:
             state = load_state(table.get(key))
             if state is None:
                 continue
-            outcome = self.engine.sweep(state, tick.at_ms)
+            outcome = self.engine.sweep(state, now)
             self._collect(key, outcome, out)
-            if outcome.changed:
-                dirty[key] = state
+            # Re-arm even when nothing changed: the next due time moved on.
+            dirty[key] = state
         metrics.SWEEPS.inc()
-        await self._finish(out, dirty, partition, table, publish)
+        await self._finish(out, dirty, partition, table, publish, now_ms=now)
 
     async def _finish(
         self,
@@ -132,12 +148,18 @@ class StateProcessor:
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
+        *,
+        now_ms: int,
     ) -> None:
+        """Publishes, waits for the acks, then stores the states with their next
+        due time (from the later of ``now_ms`` and each state's latest event)."""
         if out:
             await publish(out)
+        engine = self.engine
         for key, state in dirty.items():
+            state.next_due_ms = engine.next_due(state, now_ms)
             table[key] = dump_state(state)
-            self.index.add(partition, key)
+            self.index.set(partition, key, state.next_due_ms)
 
     def _collect(
         self, key: bytes, outcome: Outcome, out: list[tuple[str, bytes | None, bytes]]
