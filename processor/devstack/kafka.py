@@ -193,7 +193,12 @@ def _java() -> str:
 
 def _cluster_id() -> str:
     """Kafka's Uuid text form; computed here to save a JVM start."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # An id starting with "-" is read as an option by Kafka's storage tool
+    # (about 1 start in 64 failed that way): draw again.
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:

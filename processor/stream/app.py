@@ -48,6 +48,9 @@ class Worker:
             producer_acks=-1,
             broker_commit_interval=1.0,
             consumer_auto_offset_reset="earliest",
+            # Faust fetches 1 MiB per partition by default, which leaves
+            # changelog recovery idle most of the time (bench: 2.3x faster).
+            consumer_max_fetch_size=16 * 1_048_576,
             autodiscover=False,
             web_enabled=True,
             table_standby_replicas=0,
@@ -85,13 +88,19 @@ class Worker:
 
         @app.agent(self.changes_topic, name="hygiene.state")
         async def state_agent(stream: Any) -> None:
-            async for event in stream.events():
+            # Acked by hand, once handled: Faust's own ack sits in a `finally`,
+            # so a batch whose handling was cancelled (SIGTERM, rebalance) or
+            # raised would be committed with its outputs half published and
+            # its states never written. Unacked, it is read again instead.
+            manual = stream.noack()
+            async for event in manual.events():
                 partition = event.message.partition
                 message = messages.decode(event.value)
                 if isinstance(message, messages.ChangeBatch):
                     await processor.handle_changes(message, partition, table, publish)
                 else:
                     await processor.handle_sweep(message, partition, table, publish)
+                await manual.ack(event)
 
         @app.timer(self.settings.sweep_interval_seconds)  # type: ignore[untyped-decorator]
         async def sweep() -> None:
@@ -102,6 +111,7 @@ class Worker:
             await self.ingest.run()
 
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_rebalance_complete.connect(self._hold_flow_until_seeked)  # type: ignore[arg-type]
 
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
@@ -124,7 +134,18 @@ class Worker:
             return web.bytes(generate_latest(), content_type=content_type)
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        self.processor.index.forget()
+        self.processor.forget()
+
+    async def _hold_flow_until_seeked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Works around faust-streaming#596. After recovery Faust resumes the
+        stream partitions and seeks them to the committed offsets while its
+        fetcher runs with flow open, then resumes flow control, which clears
+        the agent queues: batches fetched in between were dropped unhandled,
+        never fetched again and never acked (commits stuck, states missing
+        their changes until the next restart). Closing the flow here (this
+        signal comes first in that sequence) makes the fetcher wait instead;
+        Faust's own resume right after opens it again."""
+        self.app.flow_control.suspend()
 
     async def request_sweeps(self, now_ms: int) -> int:
         """Asks the owner of each partition this worker actively owns to sweep

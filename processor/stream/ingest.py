@@ -99,12 +99,24 @@ class Ingest:
                     ))
                     metrics.DEAD_LETTERS.labels(reason=reject.reason).inc()
         for partition, changes in by_partition.items():
-            pending.append(await producer.send(
-                topics.changes, encode_changes(changes), partition=partition
-            ))
+            for chunk in chunked(changes):
+                pending.append(await producer.send(topics.changes, chunk, partition=partition))
         if pending:
             await asyncio.gather(*pending)
         metrics.INPUT_MESSAGES.inc(messages)
+
+
+CHUNK_BYTES = 768 * 1024
+"""Under the broker's default 1 MiB message limit, so a stock topic works."""
+
+
+def chunked(changes: list[OpportunityChange], limit: int = CHUNK_BYTES) -> list[bytes]:
+    """Encodes changes as few internal messages as fit under ``limit``."""
+    encoded = encode_changes(changes)
+    if len(encoded) <= limit or len(changes) == 1:
+        return [encoded]
+    middle = len(changes) // 2
+    return chunked(changes[:middle], limit) + chunked(changes[middle:], limit)
 
 
 def dead_letter(

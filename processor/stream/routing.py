@@ -12,7 +12,7 @@ class Partitioner:
     routing a dict lookup for opportunities seen recently."""
 
     __slots__ = ("_memo", "partitions")
-    _LIMIT = 500_000
+    _LIMIT = 2_000_000
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions

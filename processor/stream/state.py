@@ -85,10 +85,26 @@ class PartitionIndex:
 
 
 class StateProcessor:
+    CACHE_LIMIT = 200_000
+
     def __init__(self, engine: Engine, topics: Topics, partitions: int) -> None:
         self.engine = engine
         self.topics = topics
         self.index = PartitionIndex(Partitioner(partitions))
+        self.cache: dict[bytes, OpportunityState] = {}
+        """Decoded states as last written by this worker: parsing a state costs
+        more than applying a change to it. Dropped whenever partitions move,
+        and for a batch whose handling fails, so it never holds what the
+        table does not."""
+
+    def forget(self) -> None:
+        """Partitions were revoked: what we know may be stale elsewhere."""
+        self.index.forget()
+        self.cache.clear()
+
+    def _load(self, key: bytes, table: MutableMapping[bytes, bytes]) -> OpportunityState | None:
+        state = self.cache.get(key)
+        return state if state is not None else load_state(table.get(key))
 
     async def handle_changes(
         self,
@@ -102,9 +118,25 @@ class StateProcessor:
             by_opportunity.setdefault(change.opportunity_id, []).append(change)
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
+        try:
+            await self._apply(by_opportunity, partition, table, out, dirty)
+            metrics.CHANGES_APPLIED.inc(len(batch.changes))
+            await self._finish(out, dirty, partition, table, publish, now_ms=0)
+        except BaseException:
+            self._drop(opportunity_id.encode() for opportunity_id in by_opportunity)
+            raise
+
+    async def _apply(
+        self,
+        by_opportunity: dict[str, list[OpportunityChange]],
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        out: list[tuple[str, bytes | None, bytes]],
+        dirty: dict[bytes, OpportunityState],
+    ) -> None:
         for opportunity_id, changes in by_opportunity.items():
             key = opportunity_id.encode()
-            state = load_state(table.get(key))
+            state = self._load(key, table)
             for change in changes:
                 try:
                     state, outcome = self.engine.apply(state, change)
@@ -115,8 +147,10 @@ class StateProcessor:
                 self._collect(key, outcome, out)
                 if outcome.changed:
                     dirty[key] = state
-        metrics.CHANGES_APPLIED.inc(len(batch.changes))
-        await self._finish(out, dirty, partition, table, publish, now_ms=0)
+
+    def _drop(self, keys: Iterable[bytes]) -> None:
+        for key in keys:
+            self.cache.pop(key, None)
 
     async def handle_sweep(
         self,
@@ -130,16 +164,20 @@ class StateProcessor:
         now = tick.at_ms
         index = self.index.for_partition(partition, lambda: list(table.items()))
         due_keys = [key for key, due in index.items() if due is not None and due <= now]
-        for key in due_keys:
-            state = load_state(table.get(key))
-            if state is None:
-                continue
-            outcome = self.engine.sweep(state, now)
-            self._collect(key, outcome, out)
-            # Re-arm even when nothing changed: the next due time moved on.
-            dirty[key] = state
-        metrics.SWEEPS.inc()
-        await self._finish(out, dirty, partition, table, publish, now_ms=now)
+        try:
+            for key in due_keys:
+                state = self._load(key, table)
+                if state is None:
+                    continue
+                outcome = self.engine.sweep(state, now)
+                self._collect(key, outcome, out)
+                # Re-arm even when nothing changed: the next due time moved on.
+                dirty[key] = state
+            metrics.SWEEPS.inc()
+            await self._finish(out, dirty, partition, table, publish, now_ms=now)
+        except BaseException:
+            self._drop(due_keys)
+            raise
 
     async def _finish(
         self,
@@ -159,6 +197,9 @@ class StateProcessor:
         for key, state in dirty.items():
             state.next_due_ms = engine.next_due(state, now_ms)
             table[key] = dump_state(state)
+            if len(self.cache) >= self.CACHE_LIMIT:
+                self.cache.clear()
+            self.cache[key] = state
             self.index.set(partition, key, state.next_due_ms)
 
     def _collect(

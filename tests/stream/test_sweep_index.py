@@ -60,3 +60,17 @@ def test_due_sweeps_match_full_evaluation_and_do_nothing_twice() -> None:
         assert set(engine.findings(state, as_of)) == set(state.open_alerts)
         assert due_of(raw) == state.next_due_ms
         assert due_of(dump_state(state.model_copy(update={"next_due_ms": None}))) is None
+
+
+def test_ingest_chunks_stay_under_the_broker_message_limit() -> None:
+    from processor.stream.ingest import chunked
+    from processor.stream.messages import decode as decode_internal
+
+    rules = default_rules()
+    sim = simulate(opportunities=300, days=90, seed=4, fmt="generic",
+                   start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
+    changes = [c for raw in sim.events for c in decode(raw, FieldMappings()).changes]
+    chunks = chunked(changes, limit=64 * 1024)
+    assert len(chunks) > 1 and all(len(c) <= 64 * 1024 for c in chunks)
+    back = [c for chunk in chunks for c in decode_internal(chunk).changes]  # type: ignore[union-attr]
+    assert back == changes

@@ -1,0 +1,475 @@
+"""End to end through a real broker: the hygiene worker against the plain loop.
+
+One run of this script:
+
+1. starts a LocalKafka (or uses HYGIENE_KAFKA_BOOTSTRAP), generates simulated
+   CRM traffic in memory (``processor.simulate.simulate``, mixed formats) and
+   produces it ONCE into a fresh 4-partition input topic, keyed by
+   opportunity id; counts the normalized changes it carries by decoding every
+   message offline (what ``hygiene_changes_applied_total`` must reach);
+2. alternates, ``--runs`` times each: the plain aiokafka loop
+   (``bench/raw_loop.py``, own process, own consumer group) and ``hygiene
+   worker`` (own process, own app id and internal/output topics, the same
+   input topic, sweeps effectively off);
+3. optionally (``--profile-seconds``) runs the worker once more under
+   ``py-spy record`` (raw collapsed stacks, idle samples included) and
+   summarizes the profile with ``bench/pyspy_summary.py``.
+
+Worker throughput is timed from the first increment of its input counter
+(startup, group join and recovery excluded) until every input message is
+counted AND every change applied; the messages already counted at that first
+observation are subtracted. CPU is utime+stime from /proc over the same
+window.
+
+    python bench/e2e_bench.py --opportunities 9000 --runs 2 --profile-seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchkit import (
+    Broker,
+    WorkerEnv,
+    alter_topic_config,
+    cpu_seconds,
+    create_topics,
+    exit_on_sigterm,
+    log,
+    machine,
+    metrics,
+    rss_mib,
+    stop_process,
+)
+
+HERE = Path(__file__).resolve().parent
+INPUT_METRIC = "hygiene_input_messages_total"
+APPLIED_METRIC = "hygiene_changes_applied_total"
+
+
+def generate(args: argparse.Namespace) -> tuple[list[bytes], list[str], int]:
+    from processor.rules import default_rules
+    from processor.simulate import simulate
+    from processor.sources.detect import decode
+    from processor.sources.mapping import FieldMappings
+
+    rules = default_rules()
+    started = time.perf_counter()
+    sim = simulate(
+        opportunities=args.opportunities,
+        days=args.days,
+        seed=args.seed,
+        fmt=args.format,
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        rules=rules,
+    )
+    events, keys = sim.events, sim.keys
+    if args.messages and len(events) > args.messages:
+        events, keys = events[: args.messages], keys[: args.messages]
+    mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
+    changes = rejects = 0
+    for raw in events:
+        result = decode(raw, mappings)
+        changes += len(result.changes)
+        rejects += len(result.rejects)
+    log(
+        f"generated {len(events):,} messages ({sum(map(len, events)) / len(events):.0f} B mean) "
+        f"for {len(set(keys)):,} keys carrying {changes:,} changes ({rejects} rejects) "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    return events, keys, changes
+
+
+def produce(bootstrap: str, topic: str, events: list[bytes], keys: list[str]) -> None:
+    from processor.settings import Settings
+    from processor.simulate import Delivery
+    from processor.stream.produce import produce_deliveries
+
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    count = asyncio.run(
+        produce_deliveries(
+            Settings(kafka_bootstrap=bootstrap),
+            topic,
+            (Delivery(now, k, e) for k, e in zip(keys, events, strict=True)),
+        )
+    )
+    log(f"produced {count:,} messages into {topic} in {time.perf_counter() - started:.1f}s")
+
+
+def raw_run(
+    bootstrap: str, topic: str, expected: int, tag: str, broker_pid: int | None
+) -> dict[str, float | int]:
+    out_topic = f"{tag}.raw-out"
+    create_topics(bootstrap, {out_topic: 4})
+    broker_cpu = cpu_seconds(broker_pid)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "raw_loop.py"),
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--out-topic",
+            out_topic,
+            "--group",
+            f"{tag}.raw",
+            "--expected",
+            str(expected),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"raw loop failed:\n{proc.stderr}")
+    result: dict[str, float | int] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if broker_cpu is not None:
+        # The whole subprocess lifetime (start-up included): an upper bound.
+        result["broker_cpu_share_upper"] = round(
+            (cpu_seconds(broker_pid) - broker_cpu) / (time.monotonic() - started), 3
+        )  # type: ignore[operator]
+    log(f"raw loop: {result}")
+    return result
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        from aiokafka import TopicPartition
+
+        totals = {}
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in parts]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            totals[topic] = sum(ends.values())
+        return totals
+    finally:
+        await consumer.stop()
+
+
+def worker_run(
+    bootstrap: str,
+    topic: str,
+    n_messages: int,
+    n_changes: int,
+    tag: str,
+    broker_pid: int | None,
+    logs: Path,
+    timeout: float,
+    changes_max_bytes: int,
+    profile: tuple[int, Path] | None = None,
+    instrument: Path | None = None,
+) -> dict[str, object]:
+    env = WorkerEnv(
+        bootstrap=bootstrap,
+        app_id=tag,
+        input_topic=topic,
+        data_dir=tempfile.mkdtemp(prefix=f"{tag}-"),
+    )
+    env.create_topics()
+    if changes_max_bytes:
+        # Workaround: ingest writes one message per partition per fetch of up
+        # to 5,000 inputs, ~1-3 MB, over the broker's 1 MB default (the
+        # worker crashes with MessageSizeTooLargeError otherwise).
+        alter_topic_config(
+            bootstrap, env.topic("changes"), {"max.message.bytes": str(changes_max_bytes)}
+        )
+    log_path = logs / f"{tag}.log"
+    launched = time.monotonic()
+    if instrument is not None:
+        proc = env.start_worker(
+            log_path,
+            command=[sys.executable, str(HERE / "instrumented_worker.py")],
+            extra_env={"BENCH_INSTRUMENT_OUT": str(instrument)},
+        )
+    else:
+        proc = env.start_worker(log_path)
+    url = env.url("/metrics")
+    first: tuple[float, float, float, float | None, float | None] | None = None
+    ingest_done: float | None = None
+    last_progress = (0.0, 0.0, time.monotonic())
+    spy: subprocess.Popen[bytes] | None = None
+    timeline: list[tuple[float, int, int, float | None]] = []
+    last_sample = 0.0
+    result: dict[str, object] = {"app_id": tag, "log": str(log_path)}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
+            now = time.monotonic()
+            if now - launched > timeout:
+                raise TimeoutError(f"worker not done after {timeout:.0f}s; see {log_path}")
+            m = metrics(url)
+            if m is None:
+                time.sleep(0.1)
+                continue
+            now = time.monotonic()
+            inp, applied = m.get(INPUT_METRIC, 0.0), m.get(APPLIED_METRIC, 0.0)
+            if first is None and (inp > 0 or applied > 0):
+                first = (now, inp, applied, cpu_seconds(proc.pid), cpu_seconds(broker_pid))
+                result["startup_s"] = round(now - launched, 2)
+                if profile is not None:
+                    seconds, out = profile
+                    spy = subprocess.Popen(
+                        [
+                            str(Path(sys.executable).parent / "py-spy"),
+                            "record",
+                            "--pid",
+                            str(proc.pid),
+                            "--duration",
+                            str(seconds),
+                            "--rate",
+                            "100",
+                            "--idle",
+                            "--threads",
+                            "--format",
+                            "raw",
+                            "--output",
+                            str(out),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                    )
+            if ingest_done is None and inp >= n_messages:
+                ingest_done = now
+            if now - last_sample >= 1.0:
+                timeline.append(
+                    (round(now - launched, 1), int(inp), int(applied), cpu_seconds(proc.pid))
+                )
+                last_sample = now
+            if (inp, applied) != last_progress[:2]:
+                last_progress = (inp, applied, now)
+            if inp >= n_messages and applied >= n_changes:
+                break
+            if first is not None and now - last_progress[2] > 30:
+                raise RuntimeError(
+                    f"no progress for 30s at input={inp:.0f} applied={applied:.0f}"
+                    f" (want {n_messages}/{n_changes}); see {log_path}"
+                )
+            time.sleep(0.05)
+        done, cpu_done, broker_done = now, cpu_seconds(proc.pid), cpu_seconds(broker_pid)
+        assert first is not None
+        t0, inp0, applied0, cpu0, broker0 = first
+        wall = done - t0
+        # Work already done when the first increment was seen: the further
+        # of the two counters (ingest runs ahead of the agent, but the agent
+        # can also count a batch before ingest's counter moves).
+        done_share = max(inp0 / n_messages, applied0 / n_changes)
+        result.update(
+            {
+                "messages": n_messages,
+                "changes": int(applied),
+                "first_observed": [int(inp0), int(applied0)],
+                "seconds": round(wall, 3),
+                "events_per_s": round(n_messages * (1 - done_share) / wall, 1),
+                "changes_per_s": round(n_changes * (1 - done_share) / wall, 1),
+                "ingest_seconds": round((ingest_done or done) - t0, 3),
+                "cpu_share": round((cpu_done - cpu0) / wall, 3) if cpu0 is not None else None,  # type: ignore[operator]
+                "broker_cpu_share": (
+                    round((broker_done - broker0) / wall, 3)  # type: ignore[operator]
+                    if broker0 is not None
+                    else None
+                ),
+                "rss_mib": rss_mib(proc.pid),
+            }
+        )
+        result["timeline_t_input_applied_cpu"] = timeline
+        if spy is not None:
+            _, err = spy.communicate(timeout=120)
+            result["py_spy"] = err.decode(errors="replace").strip().splitlines()[-3:]
+        time.sleep(2.5)
+        if instrument is not None and instrument.is_file():
+            result["instrument"] = json.loads(instrument.read_text())
+        result["outputs"] = asyncio.run(
+            _end_offsets(
+                bootstrap,
+                [
+                    env.topic("changes"),
+                    env.topic("alerts"),
+                    env.topic("stage_history"),
+                    env.topic("commands"),
+                    env.topic("dead_letter"),
+                ],
+            )
+        )
+        return result
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.terminate()
+            spy.wait(timeout=30)
+        stop_process(proc)
+        log(
+            f"worker {tag}: "
+            f"{ {k: v for k, v in result.items() if k not in ('log', 'timeline_t_input_applied_cpu')} }"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--opportunities", type=int, default=9000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--format", default="mixed")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--messages", type=int, default=0, help="cap (0: all generated)")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--skip-raw", action="store_true")
+    parser.add_argument("--skip-worker", action="store_true")
+    parser.add_argument("--worker-timeout", type=float, default=420.0)
+    parser.add_argument(
+        "--changes-max-message-bytes",
+        type=int,
+        default=16 * 1_048_576,
+        help="max.message.bytes set on the worker's changes topic after "
+        "`hygiene topics create` (0: leave the broker default, 1 MB)",
+    )
+    parser.add_argument(
+        "--instrument",
+        action="store_true",
+        help="extra worker run under bench/instrumented_worker.py (stage timers)",
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=0,
+        help="extra worker run under py-spy for this many seconds",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results",
+        help="directory for the JSON result, worker logs and profile",
+    )
+    args = parser.parse_args()
+    exit_on_sigterm()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    logs = Path(tempfile.mkdtemp(prefix="hygiene-e2e-logs-"))
+
+    events, keys, n_changes = generate(args)
+    broker = Broker()
+    summary: dict[str, object] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "broker": broker.origin,
+        "messages": len(events),
+        "changes": n_changes,
+        "keys": len(set(keys)),
+        "mean_bytes": round(sum(map(len, events)) / len(events)),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    raws: list[dict[str, float | int]] = []
+    workers: list[dict[str, object]] = []
+    try:
+        topic = f"bench-{stamp}.crm-events"
+        create_topics(broker.bootstrap, {topic: 4})
+        produce(broker.bootstrap, topic, events, keys)
+        for i in range(args.runs):
+            if not args.skip_raw:
+                raws.append(
+                    raw_run(
+                        broker.bootstrap, topic, len(events), f"bench-{stamp}-raw{i}", broker.pid
+                    )
+                )
+            if not args.skip_worker:
+                workers.append(
+                    worker_run(
+                        broker.bootstrap,
+                        topic,
+                        len(events),
+                        n_changes,
+                        f"bench-{stamp}-w{i}",
+                        broker.pid,
+                        logs,
+                        args.worker_timeout,
+                        args.changes_max_message_bytes,
+                    )
+                )
+        if args.instrument:
+            summary["instrumented_run"] = worker_run(
+                broker.bootstrap,
+                topic,
+                len(events),
+                n_changes,
+                f"bench-{stamp}-instr",
+                broker.pid,
+                logs,
+                args.worker_timeout,
+                args.changes_max_message_bytes,
+                instrument=args.out / f"worker-instrument-{stamp}.json",
+            )
+        if args.profile_seconds:
+            raw_profile = args.out / f"worker-profile-{stamp}.txt"
+            summary["profiled_run"] = worker_run(
+                broker.bootstrap,
+                topic,
+                len(events),
+                n_changes,
+                f"bench-{stamp}-prof",
+                broker.pid,
+                logs,
+                args.worker_timeout,
+                args.changes_max_message_bytes,
+                profile=(args.profile_seconds, raw_profile),
+            )
+            summary["profile"] = str(raw_profile)
+    finally:
+        broker.close()
+
+    summary["raw_runs"] = raws
+    summary["worker_runs"] = workers
+    if raws:
+        summary["raw_median_events_per_s"] = statistics.median(r["events_per_s"] for r in raws)
+        summary["raw_median_cpu_share"] = statistics.median(r["cpu_share"] for r in raws)
+    if workers:
+        summary["worker_median_events_per_s"] = statistics.median(
+            float(w["events_per_s"]) for w in workers
+        )  # type: ignore[arg-type]
+        summary["worker_median_changes_per_s"] = statistics.median(
+            float(w["changes_per_s"]) for w in workers
+        )  # type: ignore[arg-type]
+        summary["worker_median_cpu_share"] = statistics.median(
+            float(w["cpu_share"]) for w in workers
+        )  # type: ignore[arg-type]
+    if raws and workers:
+        summary["worker_share_of_raw"] = round(
+            float(summary["worker_median_events_per_s"])  # type: ignore[arg-type]
+            / float(summary["raw_median_events_per_s"]),
+            4,
+        )  # type: ignore[arg-type]
+    path = args.out / f"e2e-{stamp}.json"
+    path.write_text(json.dumps(summary, indent=2))
+    print(
+        json.dumps(
+            {
+                k: v
+                for k, v in summary.items()
+                if k not in ("raw_runs", "worker_runs", "profiled_run", "instrumented_run")
+            },
+            indent=2,
+        )
+    )
+    print(f"full result: {path}; worker logs: {logs}")
+
+
+if __name__ == "__main__":
+    main()
