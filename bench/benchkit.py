@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processor.devstack._proc import terminate_group
+
 VENV_BIN = Path(sys.executable).parent
 HYGIENE = str(VENV_BIN / "hygiene")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -209,16 +211,7 @@ class WorkerEnv:
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """SIGTERM to the worker's own process group (it was started in a new
     session by this script), SIGKILL if it does not exit in time."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    terminate_group(proc, grace=grace)
 
 
 def metrics(url: str, timeout: float = 2.0) -> dict[str, float] | None:
