@@ -172,9 +172,11 @@ def test_bad_inputs_go_to_the_dead_letter_topic_and_the_stream_goes_on(
 # ---- 3. a stopped or killed worker recovers and loses nothing ---------------------------
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+@pytest.mark.parametrize(("how", "store"), [("sigterm", "memory://"), ("sigkill", "memory://"),
+                                            ("sigkill", "rocksdb://")])
 def test_a_restarted_worker_recovers_its_table_and_loses_nothing(
-    how: str, rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+    how: str, store: str, rules: RuleSet, kafka: Kafka, new_stream: NewStream,
+    new_worker: NewWorker
 ) -> None:
     sim = simulate(opportunities=150, days=DAYS, seed=202, fmt="mixed", start=START, rules=rules)
     messages = keyed(sim)
@@ -185,7 +187,7 @@ def test_a_restarted_worker_recovers_its_table_and_loses_nothing(
     # Faust's 60 s default session would hold the restart's group join until
     # the killed member times out; a short one keeps the test short.
     worker = new_worker("worker", stream, BROKER_SESSION_TIMEOUT="6",
-                        BROKER_HEARTBEAT_INTERVAL="1").start().wait_ready()
+                        BROKER_HEARTBEAT_INTERVAL="1", HYGIENE_STORE=store).start().wait_ready()
     kafka.produce(stream.input, messages[:half])
     wait_for(lambda: kafka.count(stream.history) > 0, 60, "first stage-history records",
              interval=0.02, explain=worker.log_tail)
