@@ -17,6 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
+from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
+    CommitFailedError,
+    IllegalStateError,
+)
 
 from processor.settings import Settings
 from processor.sources.base import Reject
@@ -71,7 +75,17 @@ class Ingest:
                 if not fetched:
                     continue
                 await self._handle(fetched, producer)
-                await consumer.commit()
+                try:
+                    await consumer.commit()
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # The group rebalanced while the batch was routed (a worker
+                    # joined or left): its partitions may be another member's
+                    # now. Leaving them uncommitted is safe, whoever owns them
+                    # reads the batch again and the engine absorbs the repeat;
+                    # raising would crash the whole worker.
+                    log.warning("input offsets not committed, the batch will be read "
+                                "again: %s", exc)
+                    continue
                 self.batches += 1
         finally:
             await consumer.stop()

@@ -7,10 +7,10 @@ crosses a process boundary like any other record.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from schemas import OpportunityChange, Record
 
@@ -25,8 +25,10 @@ class SweepTick(Record):
     at_ms: int
 
 
-InternalMessage = ChangeBatch | SweepTick
-_ADAPTER: TypeAdapter[InternalMessage] = TypeAdapter(InternalMessage)
+InternalMessage = Annotated[ChangeBatch | SweepTick, Field(discriminator="kind")]
+# The discriminator matters for speed: a plain union validates a batch of
+# changes in smart mode and cost twice as much per change (measured).
+_ADAPTER: TypeAdapter[ChangeBatch | SweepTick] = TypeAdapter(InternalMessage)
 
 
 def encode_changes(changes: list[OpportunityChange]) -> bytes:
@@ -39,5 +41,5 @@ def encode_sweep(at_ms: int) -> bytes:
     return orjson.dumps({"kind": "sweep", "at_ms": at_ms})
 
 
-def decode(raw: bytes) -> InternalMessage:
+def decode(raw: bytes) -> ChangeBatch | SweepTick:
     return _ADAPTER.validate_json(raw)
