@@ -145,8 +145,12 @@ class StateProcessor:
                     out.append(self._dead_letter(change, exc, partition))
                     continue
                 self._collect(key, outcome, out)
-                if outcome.changed:
-                    dirty[key] = state
+            if state is not None:
+                # Stored even when the batch changed nothing: a worker killed
+                # between its RocksDB write and the changelog send restarts
+                # with a local state ahead of the changelog, and the batch's
+                # redelivery finds it unchanged; only this write heals it.
+                dirty[key] = state
 
     def _drop(self, keys: Iterable[bytes]) -> None:
         for key in keys:

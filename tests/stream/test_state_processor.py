@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
 from typing import Any
 
 import orjson
 import pytest
 
+from processor.core.clock import to_ms
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.rules import RuleSet, default_rules
@@ -17,11 +20,42 @@ from processor.stream import messages
 from processor.stream.routing import Partitioner
 from processor.stream.state import StateProcessor, Topics, load_state
 from schemas import DeadLetter, OpportunityChange, OpportunityState, StageHistoryRecord
-from tests.builders import HEALTHY_DISCOVERY, change, ms
 
 TOPICS = Topics("t.alerts", "t.stage-history", "t.commands", "t.dead-letter")
 PARTITIONS = 4
 Out = list[tuple[str, bytes | None, bytes]]
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+HEALTHY_DISCOVERY: dict[str, Any] = {
+    "name": "Acme renewal",
+    "stage": "Discovery",
+    "owner_id": "005OWNER1",
+    "manager_id": "005MGR1",
+    "amount": 40000.0,
+    "currency": "USD",
+    "close_date": "2026-03-31",
+    "identify_pain": "Manual reconciliation costs 3 FTE",
+    "metrics": "Cut close time from 10 to 4 days",
+    "next_step": "Demo with finance team",
+    "next_step_date": "2026-01-20",
+    "forecast_category": "Pipeline",
+}
+_events = count(1)
+
+
+def ms(days: float) -> int:
+    return to_ms(T0 + timedelta(days=days))
+
+
+def change(days: float, opp: str, event_id: str | None = None, **fields: Any) -> OpportunityChange:
+    return OpportunityChange(
+        event_id=event_id or f"ev-{next(_events)}",
+        source="generic:test",
+        opportunity_id=opp,
+        occurred_at=T0 + timedelta(days=days),
+        op="upsert",
+        fields=fields,
+    )
 
 
 class Table(dict[bytes, bytes]):
@@ -122,6 +156,28 @@ def test_a_failed_publish_leaves_the_table_as_it_was(rules: RuleSet) -> None:
     step, attempted = log[-1]
     assert step == "publish" and attempted >= 2  # at least the two history records
     assert failing.published == []
+
+
+def test_a_redelivered_batch_stores_its_states_again(rules: RuleSet) -> None:
+    """A worker killed between its RocksDB write and the changelog send comes
+    back with a local state ahead of the changelog; the batch is delivered
+    again and changes nothing, and writing the state anyway is what puts it
+    back in the changelog."""
+    log: list[tuple[str, Any]] = []
+    table = Table(log)
+    processor = StateProcessor(Engine(rules), TOPICS, PARTITIONS)
+    again = batch(change(0, opp="006A", **HEALTHY_DISCOVERY), change(1, opp="006B",
+                                                                      **HEALTHY_DISCOVERY))
+    run(processor.handle_changes(again, 0, table, Recorder(log)))
+    stored = dict(table)
+    log.clear()
+    publish = Recorder(log)
+
+    run(processor.handle_changes(again, 0, table, publish))
+
+    assert publish.published == []  # nothing new to say
+    assert [key for step, key in log if step == "write"] == [b"006A", b"006B"]
+    assert dict(table) == stored
 
 
 def test_a_sweep_reads_and_writes_only_the_keys_of_its_partition(rules: RuleSet) -> None:

@@ -11,7 +11,9 @@ the test about them.
 from __future__ import annotations
 
 import base64
+import itertools
 import random
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +26,7 @@ from processor.core.engine import Engine
 from processor.rules import RuleSet
 from processor.simulate import Format, simulate
 from processor.stream.routing import Partitioner
-from schemas import Alert, Resolution
+from schemas import Alert, DeadLetter, Resolution
 
 from .conftest import NewStream, NewWorker
 from .support import (
@@ -153,7 +155,7 @@ def test_bad_inputs_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     ]
     records = kafka.read_until(stream.dead_letter, lambda r: len(r) >= len(bad), 60,
                                "four dead letters", explain=worker.log_tail)
-    letters = {d.reason: d for d in dead_letters(records)}
+    letters: dict[str, DeadLetter] = {d.reason: d for d in dead_letters(records)}
     assert sorted(letters) == sorted(bad)
     for (reason, (key, value)), where in zip(bad.items(), sent, strict=False):
         letter = letters[reason]
@@ -313,6 +315,63 @@ def _stable(kafka: Kafka, group: str, topic: str, members: int) -> dict[str, set
     if len(found) != members or not all(found.values()):
         return {}
     return found
+
+
+def test_a_worker_joining_mid_traffic_crashes_nobody_and_loses_nothing(
+    rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    """Scaling out under load: both consumer groups (the ingest loop's and the
+    state agent's) rebalance while batches are in flight."""
+    sim = simulate(opportunities=120, days=DAYS, seed=505, fmt="mixed", start=START, rules=rules)
+    chunks = [keyed(sim)[i:i + 40] for i in range(0, len(sim.events), 40)]
+    stream = new_stream()
+    a = new_worker("a", stream).start().wait_ready()
+    b = new_worker("b", stream).start()
+
+    def both_in() -> bool:
+        return bool(_stable(kafka, stream.ingest_group, stream.input, members=2)
+                    and _stable(kafka, stream.app_id, stream.changes, members=2))
+
+    # Traffic flows, from a thread of its own so that the ingest loops are
+    # busy when their group rebalances, until every chunk went out and B is in
+    # both groups (old chunks go again meanwhile: redeliveries, which the
+    # oracle sees too).
+    sent: Messages = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with Kafka(kafka.bootstrap) as producer:
+            for number in itertools.count():
+                if stop.is_set():
+                    return
+                chunk = chunks[number % len(chunks)]
+                producer.produce(stream.input, chunk)
+                sent.extend(chunk)
+
+    thread = threading.Thread(target=traffic, name="traffic")
+    thread.start()
+    try:
+        wait_for(both_in, 60, "b joined both groups under load",
+                 explain=lambda: a.log_tail() + b.log_tail())
+        wait_for(lambda: len(sent) >= len(sim.events), 60, "every chunk sent")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    b.wait_ready()
+    drain(stream, kafka, a, b)
+    assert a.running and b.running, a.log_tail() + b.log_tail()
+
+    oracle = replay(rules, sent)
+    history = history_records(kafka.read(stream.history))
+    assert {h.record_id for h in history} == {h.record_id for h in oracle.history}
+    assert last_by_id(history) == last_by_id(oracle.history)
+    stream_alerts = alerts_by_id(alert_records(kafka.read(stream.alerts)))
+    oracle_alerts = alerts_by_id(oracle.alerts)
+    assert stream_alerts == oracle_alerts, diff(stream_alerts, oracle_alerts)
+    stored = {k: comparable(s) for k, s in final_states(kafka.read(stream.changelog)).items()}
+    wanted = {k: comparable(s) for k, s in oracle.states.items()}
+    assert stored == wanted, diff(stored, wanted)
 
 
 # ---- 5. duplicated and out-of-order events give the in-order result ------------------------
