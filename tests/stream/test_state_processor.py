@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from itertools import count
 from typing import Any
 
 import orjson
 import pytest
 
-from processor.core.clock import to_ms
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.rules import RuleSet, default_rules
@@ -20,43 +17,11 @@ from processor.stream import messages
 from processor.stream.routing import Partitioner
 from processor.stream.state import StateProcessor, Topics, load_state
 from schemas import DeadLetter, OpportunityChange, OpportunityState, StageHistoryRecord
+from tests.builders import HEALTHY_DISCOVERY, change, ms
 
 TOPICS = Topics("t.alerts", "t.stage-history", "t.commands", "t.dead-letter")
 PARTITIONS = 4
 Out = list[tuple[str, bytes | None, bytes]]
-
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-HEALTHY_DISCOVERY: dict[str, Any] = {
-    "name": "Acme renewal",
-    "stage": "Discovery",
-    "owner_id": "005OWNER1",
-    "manager_id": "005MGR1",
-    "amount": 40000.0,
-    "currency": "USD",
-    "close_date": "2026-03-31",
-    "identify_pain": "Manual reconciliation costs 3 FTE",
-    "metrics": "Cut close time from 10 to 4 days",
-    "next_step": "Demo with finance team",
-    "next_step_date": "2026-01-20",
-    "forecast_category": "Pipeline",
-}
-_events = count(1)
-
-
-def ms(days: float) -> int:
-    return to_ms(T0 + timedelta(days=days))
-
-
-def change(days: float, opp: str, event_id: str | None = None, **fields: Any) -> OpportunityChange:
-    return OpportunityChange(
-        event_id=event_id or f"ev-{next(_events)}",
-        source="generic:test",
-        opportunity_id=opp,
-        occurred_at=T0 + timedelta(days=days),
-        op="upsert",
-        fields=fields,
-    )
-
 
 class Table(dict[bytes, bytes]):
     """A dict that notes every read and write in a shared log."""
