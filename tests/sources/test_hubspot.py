@@ -14,6 +14,7 @@ from processor.sources.base import DecodeResult
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
 from schemas.change import OpportunityChange
+from tests.sources.decoding import only_change, only_reject
 
 Run = Callable[[Any], DecodeResult]
 
@@ -46,17 +47,6 @@ def hs(subscription: str = "deal.propertyChange", **extra: Any) -> dict[str, Any
 def single(run: Run, event: dict[str, Any]) -> DecodeResult:
     return run([event])  # HubSpot always posts arrays
 
-
-def only_change(result: DecodeResult) -> OpportunityChange:
-    assert (result.rejects, result.ignored) == ([], 0)
-    assert len(result.changes) == 1
-    return result.changes[0]
-
-
-def only_reject(result: DecodeResult) -> tuple[str, str]:
-    assert result.changes == []
-    assert len(result.rejects) == 1
-    return result.rejects[0].reason, result.rejects[0].error
 
 
 def test_a_recorded_batch(run: Run, payload: Callable[[str], bytes]) -> None:

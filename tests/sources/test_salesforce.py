@@ -13,6 +13,7 @@ from processor.sources.base import DecodeResult
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
 from schemas.change import OpportunityChange
+from tests.sources.decoding import only_change, only_reject
 
 Run = Callable[[Any], DecodeResult]
 Doc = Callable[[str], Any]
@@ -49,17 +50,6 @@ def event(
 
 AT = datetime(2024, 4, 29, 18, 58, 32, tzinfo=UTC)
 
-
-def only_change(result: DecodeResult) -> OpportunityChange:
-    assert result.rejects == []
-    assert len(result.changes) == 1
-    return result.changes[0]
-
-
-def only_reject(result: DecodeResult) -> tuple[str, str]:
-    assert result.changes == []
-    assert len(result.rejects) == 1
-    return result.rejects[0].reason, result.rejects[0].error
 
 
 # ---- change types -------------------------------------------------------------
