@@ -35,7 +35,7 @@ def change(
         source="generic:test",
         opportunity_id=opp,
         occurred_at=at(days),
-        op=op,  # type: ignore[arg-type]
+        op=op,  # type: ignore[arg-type, unused-ignore]
         fields=fields,
         nulled_fields=nulled or [],
         contact_ids=contacts or [],

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 class Ingest:
     def __init__(self, settings: Settings, mappings: FieldMappings) -> None:
         self.settings = settings
+        # Settings.topics reads the environment each time: once, not per batch.
+        self.topics = settings.topics
         self.mappings = mappings
         self.partition_of = Partitioner(settings.partitions)
         self.batches = 0
@@ -50,7 +52,7 @@ class Ingest:
         settings = self.settings
         options = aiokafka_options(settings)
         consumer = AIOKafkaConsumer(
-            *settings.topics.inputs,
+            *self.topics.inputs,
             group_id=f"{settings.app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -92,7 +94,7 @@ class Ingest:
             await producer.stop()
 
     async def _handle(self, fetched: dict[Any, list[Any]], producer: Any) -> None:
-        topics = self.settings.topics
+        topics = self.topics
         limit = self.settings.max_message_bytes
         by_partition: dict[int, list[OpportunityChange]] = defaultdict(list)
         pending: list[Awaitable[Any]] = []
