@@ -11,6 +11,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from processor.alerts.shell import AlertPolicy
 from processor.core.engine import Engine
 from processor.rules.config import RuleSet, load_rules
 from processor.settings import Settings
@@ -71,6 +72,7 @@ class Worker:
             Engine(self.rules),
             Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
             settings.partitions,
+            policy=_alert_policy(settings),
         )
         self.ingest = Ingest(settings, FieldMappings.with_overrides(
             dict(self.rules.field_mapping.items())))
@@ -161,6 +163,14 @@ class Worker:
             await self.changes_topic.send(value=messages.encode_sweep(now_ms),
                                           partition=partition)
         return len(partitions)
+
+
+def _alert_policy(settings: Settings) -> AlertPolicy | None:
+    if not settings.alert_policy:
+        return None
+    log.info("alert policy on: Redis %s, prefix %r", settings.redis_url.split("@")[-1],
+             settings.alert_policy_prefix)
+    return AlertPolicy.from_settings(settings)
 
 
 def create_worker(settings: Settings | None = None) -> Worker:
