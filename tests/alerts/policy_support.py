@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from redis.asyncio import Redis
 
 from processor.alerts.policy import PolicyRules
 from schemas import Alert, Resolution
@@ -58,3 +62,24 @@ def resolution(alert_id: str = "al_1", opp: str = "006A", rule: str = "missing_n
         resolved_at=T0,
         reason="fixed",
     )
+
+
+async def sent_commands(url: str, action: Callable[[], Awaitable[object]]) -> list[str]:
+    """The commands clients sent to Redis while ``action`` ran (MONITOR; the
+    commands its scripts ran are left out)."""
+    probe: Redis = Redis.from_url(url, decode_responses=True)
+    marker: Redis = Redis.from_url(url, decode_responses=True)
+    end = f"end-{time.monotonic_ns()}"
+    sent: list[str] = []
+    async with probe.monitor() as monitor:
+        await action()
+        await marker.echo(end)
+        while True:
+            command = await monitor.next_command()
+            if command["command"] == f"ECHO {end}":
+                break
+            if command["client_type"] != "lua":
+                sent.append(command["command"])
+    await probe.aclose()
+    await marker.aclose()
+    return sent

@@ -25,7 +25,7 @@ from processor.devstack import LocalRedis
 from processor.devstack._proc import free_port
 from schemas import Alert, AlertRecord, datetime_to_ms, ms_to_datetime
 
-from .policy_support import T0, alert, resolution, rules
+from .policy_support import T0, alert, resolution, rules, sent_commands
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -240,32 +240,14 @@ def test_one_round_trip_per_batch_and_none_without_alerts(redis_url: str, prefix
     async def scenario() -> None:
         policy = make_policy(redis_url, prefix, daily_budget=100)
         await policy.decide([alert("warm", opp="warm")])  # the script is loaded
-        assert await _sent(redis_url, lambda: policy.decide([])) == []
+        assert await sent_commands(redis_url, lambda: policy.decide([])) == []
         batch: list[AlertRecord] = [alert(f"a{i}", opp=f"o{i}") for i in range(200)]
-        sent = await _sent(redis_url, lambda: policy.decide([*batch, resolution("a0", opp="o0")]))
+        batch.append(resolution("a0", opp="o0"))
+        sent = await sent_commands(redis_url, lambda: policy.decide(batch))
         assert [command.split()[0] for command in sent] == ["EVALSHA"]
         await policy.client.aclose()
 
     run(scenario())
-
-
-async def _sent(url: str, action: Callable[[], Awaitable[object]]) -> list[str]:
-    """The commands clients sent while ``action`` ran (not those its scripts ran)."""
-    probe, marker = client(url), client(url)
-    end = f"end-{time.monotonic_ns()}"
-    sent: list[str] = []
-    async with probe.monitor() as monitor:
-        await action()
-        await marker.echo(end)
-        while True:
-            command = await monitor.next_command()
-            if command["command"] == f"ECHO {end}":
-                break
-            if command["client_type"] != "lua":
-                sent.append(command["command"])
-    await probe.aclose()
-    await marker.aclose()
-    return sent
 
 
 def test_an_unpublished_batch_is_released_and_decided_afresh(
