@@ -524,12 +524,7 @@ def main() -> None:
         summary["worker_policy_median_cpu_share"] = statistics.median(
             float(w["cpu_share"]) for w in policy_workers  # type: ignore[arg-type]
         )
-        if raws:
-            summary["worker_policy_share_of_raw"] = round(
-                float(summary["worker_policy_median_events_per_s"])  # type: ignore[arg-type]
-                / float(summary["raw_median_events_per_s"]),
-                4,
-            )
+
     if raws:
         summary["raw_median_events_per_s"] = statistics.median(r["events_per_s"] for r in raws)
         summary["raw_median_cpu_share"] = statistics.median(r["cpu_share"] for r in raws)
@@ -549,6 +544,12 @@ def main() -> None:
             / float(summary["raw_median_events_per_s"]),
             4,
         )  # type: ignore[arg-type]
+    if raws and policy_workers:
+        summary["worker_policy_share_of_raw"] = round(
+            float(summary["worker_policy_median_events_per_s"])  # type: ignore[arg-type]
+            / float(summary["raw_median_events_per_s"]),  # type: ignore[arg-type]
+            4,
+        )
     path = args.out / f"e2e-{stamp}.json"
     path.write_text(json.dumps(summary, indent=2))
     print(
