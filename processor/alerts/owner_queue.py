@@ -108,8 +108,9 @@ class OwnerQueues:
         self, tick: GroupTick, partition: int, table: Table, publish: Publish
     ) -> int:
         """Publishes the period's digest of every owner on ``partition`` (an
-        owner whose queue emptied recently gets an empty one, so the keyed
-        topic does not keep last week's list as current), acknowledged
+        owner whose queue emptied within the tombstone retention gets an
+        empty one, so the keyed topic does not keep last week's list as
+        current), acknowledged
         before the period is marked done: a crash repeats a run, never loses
         it. Returns the number of digests, 0 when the period was done."""
         done = self.slots.mark(partition, table)
@@ -117,6 +118,7 @@ class OwnerQueues:
             metrics.DIGEST_RUNS.labels(outcome="already_sent").inc()
             return 0
         period = date.fromisoformat(tick.period)
+        self.slots.prune(partition, table, tick.at_ms - self.tombstone_ms)
         records: list[tuple[str, bytes | None, bytes]] = []
         for owner_id in self.slots.groups(partition, table):
             digest = self._digest(owner_id, partition, table, period, tick.at_ms)
@@ -125,7 +127,6 @@ class OwnerQueues:
         if records:
             await publish(records)
         self.slots.set_mark(partition, table, tick.period)
-        self.slots.prune(partition, table, tick.at_ms - self.tombstone_ms)
         metrics.DIGESTS.inc(len(records))
         metrics.DIGEST_RUNS.labels(outcome="sent").inc()
         return len(records)
