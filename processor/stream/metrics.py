@@ -23,3 +23,8 @@ DIGESTS = Counter("hygiene_digests_total", "Weekly digests published")
 DIGEST_RUNS = Counter(
     "hygiene_digest_runs_total", "Digest runs of one owner-queue partition", ["outcome"]
 )
+DIGEST_CHECKS = Counter(
+    "hygiene_digest_checks_total",
+    "Owner-queue partitions checked by the digest timer: run asked for, or already done",
+    ["outcome"],
+)

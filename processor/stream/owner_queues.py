@@ -26,7 +26,7 @@ from processor.alerts.owner_queue import OwnerQueueRegrouping, OwnerQueues, Publ
 from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from processor.settings import Settings
-from processor.stream import regroup
+from processor.stream import metrics, regroup
 from processor.stream.routing import Partitioner
 from processor.stream.topics import OWNER_QUEUE_TABLE
 from schemas import Digest
@@ -114,8 +114,10 @@ class OwnerQueueService:
         for partition in sorted(self._actives()):
             done = self.queues.slots.mark(partition, self.table)
             if done is not None and done >= period:
+                metrics.DIGEST_CHECKS.labels(outcome="done").inc()
                 continue
             await self.topic.send(value=regroup.encode_tick(now_ms, period), partition=partition)
+            metrics.DIGEST_CHECKS.labels(outcome="asked").inc()
             asked += 1
         return asked
 
