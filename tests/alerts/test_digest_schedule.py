@@ -11,8 +11,9 @@ import pytest
 from processor.alerts.digest_schedule import WEEKDAYS, WeeklySchedule
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+        second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 MONDAY_8_UTC = WeeklySchedule(WEEKDAYS.index("mon"), time(8, 0), UTC)

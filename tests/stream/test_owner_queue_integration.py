@@ -97,7 +97,7 @@ def test_an_owner_with_deals_on_several_partitions_gets_one_complete_digest(
     def processed() -> bool:
         return stream.drained(kafka) and kafka.caught_up(stream.app_id, queues)
 
-    wait_for(processed, 90, "changes applied and queue entries stored",
+    wait_for(processed, 180, "changes applied and queue entries stored",
              explain=lambda: a.log_tail() + b.log_tail())
     assert a.stop() == 0 and b.stop() == 0
 
@@ -113,7 +113,11 @@ def test_an_owner_with_deals_on_several_partitions_gets_one_complete_digest(
     def this_week() -> list[tuple[bytes | None, Digest]]:
         return [(k, d) for k, d in digests(kafka, stream) if d.period_start == period]
 
-    found = wait_for(lambda: len(this_week()) >= 2 and this_week(), 90,
+    def both_sent() -> list[tuple[bytes | None, Digest]]:
+        found = this_week()
+        return found if len(found) >= 2 else []
+
+    found = wait_for(both_sent, 90,
                      "this week's digests of u-ann and u-bob",
                      explain=lambda: a.log_tail() + b.log_tail())
 
