@@ -39,9 +39,25 @@ class Message:
 
     text: str
     blocks: list[Block] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    """Slack message metadata: invisible to people, it names the record a
+    message is about (alert id, rule) for anything that reads the channel."""
 
     def payload(self) -> dict[str, Any]:
-        return {"text": self.text, "blocks": self.blocks}
+        body: dict[str, Any] = {"text": self.text, "blocks": self.blocks}
+        if self.metadata is not None:
+            body["metadata"] = self.metadata
+        return body
+
+
+def _metadata(event_type: str, **payload: str | None) -> dict[str, Any]:
+    return {"event_type": event_type,
+            "event_payload": {k: v for k, v in payload.items() if v is not None}}
+
+
+def _alert_metadata(event_type: str, alert: Alert) -> dict[str, Any]:
+    return _metadata(event_type, alert_id=alert.alert_id, opportunity_id=alert.opportunity_id,
+                     rule_id=alert.rule_id, owner_id=alert.owner_id)
 
 
 # ---- formatting -----------------------------------------------------------------
@@ -139,7 +155,7 @@ def alert_message(
     text = (f"{alert.severity.capitalize()}: {alert.title} on "
             f"{alert.opportunity_name or alert.opportunity_id} "
             f"({money(alert.amount, alert.currency)}). {alert.fix}")
-    return Message(shorten(text, TEXT_LIMIT), blocks)
+    return Message(shorten(text, TEXT_LIMIT), blocks, _alert_metadata("hygiene_alert", alert))
 
 
 def resolved_alert_message(
@@ -158,7 +174,8 @@ def resolved_alert_message(
     ]
     text = (f"Resolved: {alert.title} on {alert.opportunity_name or alert.opportunity_id} "
             f"({resolution.reason})")
-    return Message(shorten(text, TEXT_LIMIT), blocks)
+    return Message(shorten(text, TEXT_LIMIT), blocks,
+                   _alert_metadata("hygiene_resolution", alert))
 
 
 def resolution_reply(resolution: Resolution, alert: Alert, links: CrmLinks) -> Message:
@@ -174,7 +191,8 @@ def resolution_reply(resolution: Resolution, alert: Alert, links: CrmLinks) -> M
     ])]
     plain = (f"Resolved: {alert.title} on {alert.opportunity_name or alert.opportunity_id}: "
              f"{resolution.reason}.")
-    return Message(shorten(plain, TEXT_LIMIT), blocks)
+    return Message(shorten(plain, TEXT_LIMIT), blocks,
+                   _alert_metadata("hygiene_resolution", alert))
 
 
 def _deal_facts(alert: Alert, now: datetime) -> list[tuple[str, str]]:
@@ -210,11 +228,13 @@ def digest_message(
     shown, rest = ranked[:top], ranked[top:]
     totals = _totals(digest.items)
     who = f"<@{mention}>" if mention else f"Owner {escape(digest.owner_id)}"
+    metadata = _metadata("hygiene_digest", owner_id=digest.owner_id,
+                         period_start=digest.period_start.isoformat())
     header = _header(f":clipboard: Weekly hygiene queue, week of {day(digest.period_start)}")
     if not digest.items:
         return Message(
             f"Weekly hygiene queue for {digest.owner_id}: nothing to fix.",
-            [header, _section(f"{who}: nothing to fix this week. :tada:")],
+            [header, _section(f"{who}: nothing to fix this week. :tada:")], metadata,
         )
     summary = (f"{who}: *{_count(digest.opportunity_count, 'deal')}* to fix, "
                f"*{_count(digest.issue_count, 'issue')}*, *{totals}* at stake. "
@@ -229,7 +249,7 @@ def digest_message(
     text = (f"Weekly hygiene queue for {digest.owner_id}: "
             f"{_count(digest.opportunity_count, 'deal')}, "
             f"{_count(digest.issue_count, 'issue')}, {totals} at stake.")
-    return Message(shorten(text, TEXT_LIMIT), blocks)
+    return Message(shorten(text, TEXT_LIMIT), blocks, metadata)
 
 
 def _digest_item(n: int, item: QueueItem, links: CrmLinks, now: datetime) -> Block:

@@ -89,7 +89,8 @@ class SlackNotifier:
         self.topics = settings.topics
         self.group_id = slack.group_id or f"{settings.app_id}-notify-slack"
         self._stopping = asyncio.Event()
-        self.committed_batches = 0
+        self.commit_interval = 1.0
+        self._committed: dict[Any, int] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -141,11 +142,16 @@ class SlackNotifier:
                     continue
                 done: dict[Any, int] = {}
                 limit = asyncio.Semaphore(slack.concurrency)
-                await asyncio.gather(*(
+                batch = asyncio.gather(*(
                     self._partition(tp, records, done, delivery, producer, limit)
                     for tp, records in fetched.items()
                 ))
-                await self._commit(consumer, done)
+                # While one partition waits out a Retry-After, what the others
+                # delivered is committed, so a crash re-reads little.
+                while not batch.done():
+                    await asyncio.wait([batch], timeout=self.commit_interval)
+                    await self._commit(consumer, done)
+                batch.result()
         finally:
             await consumer.stop()
             await producer.stop()
@@ -197,14 +203,16 @@ class SlackNotifier:
                     reason, error)
 
     async def _commit(self, consumer: Any, done: dict[Any, int]) -> None:
-        if not done:
+        """Commits each partition up to its last finished record, if that moved."""
+        progress = {TopicPartition(tp.topic, tp.partition): offset for tp, offset in done.items()
+                    if self._committed.get(tp) != offset}
+        if not progress:
             return
         try:
-            await consumer.commit({TopicPartition(tp.topic, tp.partition): offset
-                                   for tp, offset in done.items()})
+            await consumer.commit(progress)
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance moved the partitions: their new owner reads these
             # records again and finds them in Redis as posted.
             log.warning("offsets not committed, records will be read again: %s", exc)
             return
-        self.committed_batches += 1
+        self._committed.update(progress)

@@ -101,7 +101,7 @@ class WebApiTransport:
             raise SlackFailure(f"no channel for route {route!r}", transient=False)
         response = await self._call(self._client.chat_postMessage(
             channel=target, text=message.text, blocks=message.blocks, thread_ts=thread_ts,
-            unfurl_links=False,
+            metadata=message.metadata, unfurl_links=False,
         ))
         return Posted(str(response.get("channel") or target), str(response["ts"]))
 
