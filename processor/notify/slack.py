@@ -108,6 +108,7 @@ class WebApiTransport:
     async def update(self, channel: str, ts: str, message: Message) -> None:
         await self._call(self._client.chat_update(
             channel=channel, ts=ts, text=message.text, blocks=message.blocks,
+            metadata=message.metadata,
         ))
 
     async def _call(self, request: Any) -> Any:

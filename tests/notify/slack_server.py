@@ -28,6 +28,24 @@ class Request:
     """time.monotonic() when it arrived."""
     status: int
     """What the server answered."""
+    answer: bytes = b""
+
+    @property
+    def answer_json(self) -> Any:
+        return orjson.loads(self.answer)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The message's metadata: which record it is about."""
+        body = self.json
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        return metadata or {}
+
+    @property
+    def event(self) -> tuple[str | None, str | None]:
+        """(event type, alert id or owner id) of the message."""
+        payload = self.meta.get("event_payload", {})
+        return self.meta.get("event_type"), payload.get("alert_id") or payload.get("owner_id")
 
     @property
     def json(self) -> Any:
@@ -71,7 +89,7 @@ class SlackServer:
                 with server._lock:
                     server.requests.append(Request(
                         self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                        time.monotonic(), answer.status))
+                        time.monotonic(), answer.status, answer.body))
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
@@ -98,11 +116,13 @@ class SlackServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def cue(self, contains: str, *answers: Answer, path: str | None = None) -> None:
-        """The next requests whose body contains ``contains`` (and go to
+    def cue(self, event_type: str, record: str, *answers: Answer,
+            path: str | None = None) -> None:
+        """The next requests about ``record`` (see ``Request.event``; and to
         ``path``, if given) get these answers, in order; later ones are normal."""
         def match(p: str, body: bytes) -> bool:
-            return contains.encode() in body and (path is None or p == path)
+            probe = Request(p, {}, body, 0.0, 0)
+            return probe.event == (event_type, record) and (path is None or p == path)
 
         with self._lock:
             self._cues.append(Cue(match, list(answers)))
@@ -141,6 +161,10 @@ class SlackServer:
 
     def delivered(self, path: str | None = None, contains: str | None = None) -> list[Request]:
         return [r for r in self.received(path, contains) if r.ok]
+
+    def about(self, event_type: str, record: str, path: str | None = None) -> list[Request]:
+        """Every request (answered any way) whose message is about ``record``."""
+        return [r for r in self.received(path) if r.event == (event_type, record)]
 
 
 def rate_limited(seconds: int) -> Answer:
