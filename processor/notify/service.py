@@ -36,7 +36,12 @@ from processor.notify.posted import PostedStore
 from processor.notify.records import decode_notice
 from processor.notify.retry import Backoff
 from processor.notify.routing import Routing, load_routing, single_route
-from processor.notify.settings import SlackSettings, webhook_env_name, webhook_url
+from processor.notify.settings import (
+    SINGLE_WEBHOOK_ENV,
+    SlackSettings,
+    webhook_env_name,
+    webhook_url,
+)
 from processor.notify.slack import Transport, WebApiTransport, WebhookTransport, close_quietly
 from processor.settings import Settings
 from processor.sources.base import Reject
@@ -70,8 +75,11 @@ def make_transport(slack: SlackSettings, routing: Routing,
         return WebApiTransport(slack.bot_token, slack.api_url,
                                {name: r.channel for name, r in routing.routes.items()},
                                slack.timeout_seconds)
-    urls = {name: webhook_url(name, environ) for name in routing.routes}
-    missing = [webhook_env_name(name) for name, url in urls.items() if url is None]
+    default = routing.default_route
+    urls = {name: webhook_url(name, environ, is_default=name == default)
+            for name in routing.routes}
+    missing = [webhook_env_name(name) + (f" (or {SINGLE_WEBHOOK_ENV})" if name == default else "")
+               for name, url in urls.items() if url is None]
     if missing:
         raise ConfigError("no Slack destination: set " + ", ".join(missing)
                           + " (incoming webhook URLs) or HYGIENE_SLACK_BOT_TOKEN")

@@ -3,8 +3,9 @@
 Kept apart from the worker's Settings because only the notifier reads it.
 Webhook URLs and the bot token are secrets: they come only from the
 environment. Webhook URLs are one variable per route
-(``HYGIENE_SLACK_WEBHOOK_<ROUTE>``) because route names are chosen by the
-operator in the routing file, so the set of variables is not fixed.
+(``HYGIENE_SLACK_WEBHOOK_<ROUTE>``, or ``HYGIENE_SLACK_WEBHOOK_URL`` for the
+default route) because route names are chosen by the operator in the routing
+file, so the set of variables is not fixed.
 """
 
 from __future__ import annotations
@@ -27,8 +28,16 @@ def webhook_env_name(route: str) -> str:
     return WEBHOOK_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", route).upper()
 
 
-def webhook_url(route: str, environ: Mapping[str, str]) -> SecretStr | None:
+SINGLE_WEBHOOK_ENV = "HYGIENE_SLACK_WEBHOOK_URL"
+"""The default route's webhook when no per-route variable is set: with no
+routing file, one variable is all a deployment needs (docker-compose uses it)."""
+
+
+def webhook_url(route: str, environ: Mapping[str, str], *,
+                is_default: bool = False) -> SecretStr | None:
     value = environ.get(webhook_env_name(route), "").strip()
+    if not value and is_default:
+        value = environ.get(SINGLE_WEBHOOK_ENV, "").strip()
     return SecretStr(value) if value else None
 
 
