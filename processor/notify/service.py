@@ -155,9 +155,13 @@ class SlackNotifier:
                     for tp, records in fetched.items()
                 ))
                 # While one partition waits out a Retry-After, what the others
-                # delivered is committed, so a crash re-reads little.
-                while not batch.done():
+                # delivered is committed, so a crash re-reads little. Whether
+                # the batch had finished is read before committing, so the
+                # last commit covers every record of it.
+                finished = False
+                while not finished:
                     await asyncio.wait([batch], timeout=self.commit_interval)
+                    finished = batch.done()
                     await self._commit(consumer, done)
                 batch.result()
         finally:
