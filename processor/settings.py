@@ -7,6 +7,7 @@ so they never appear in logs or reprs.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +40,10 @@ class Topics(BaseSettings):
     override_log: str = "forecast.override-log"
     commands: str = "crm.commands"
     dead_letter: str = "hygiene.dead-letter"
+    owner_queues: str = Field(
+        default="hygiene.owner-queues",
+        description="Internal: each opportunity's hygiene-queue entry, keyed by owner id.",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -75,6 +80,25 @@ class Settings(BaseSettings):
     )
     sweep_interval_seconds: float = Field(
         default=300.0, gt=0, description="How often time-driven rules are re-evaluated."
+    )
+
+    # Weekly hygiene digests
+    digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(
+        default="mon", description="Day of the week the digests go out."
+    )
+    digest_time: time = Field(
+        default=time(8, 0), description="Local time the digests go out (HH:MM[:SS])."
+    )
+    digest_timezone: str = Field(
+        default="UTC", description="IANA time zone of the digest schedule, e.g. Europe/Paris."
+    )
+    digest_check_seconds: float = Field(
+        default=30.0, gt=0, description="How often a worker checks whether a digest run is due."
+    )
+    queue_tombstone_days: int = Field(
+        default=14, gt=0,
+        description="Days a removed queue entry is remembered (guards against stale updates; "
+        "its owner gets an empty digest meanwhile).",
     )
 
     # HTTP
@@ -131,10 +155,9 @@ class Settings(BaseSettings):
         description="Longest wait between two attempts to reach an unreachable Redis.",
     )
 
-    @field_validator("alert_budget_timezone")
+    @field_validator("digest_timezone", "alert_budget_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        # A typo must stop the worker at start, not at its first alert.
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -16,7 +16,9 @@ from pydantic import Field
 
 from ._base import Record, UtcDatetime
 
-TransitionType = Literal["created", "stage_changed", "deleted", "restored"]
+TransitionType = Literal["created", "stage_changed", "category_changed", "deleted", "restored"]
+"""``category_changed``: the forecast category moved within one stage
+(previous_stage == new_stage); stage intervals are built from the others."""
 
 
 class StageHistoryRecord(Record):
@@ -30,6 +32,12 @@ class StageHistoryRecord(Record):
     previous_stage_left_at: UtcDatetime | None
     seconds_in_previous_stage: int | None
     transitioned_at: UtcDatetime = Field(description="Event time of the transition in the CRM.")
+    event_order: int = Field(
+        default=0,
+        description="Orders one opportunity's transitions exactly: event time, then the "
+        "CRM's sequence (or a hash of the event id) for changes within one millisecond. "
+        "Sort by this, not by transitioned_at alone.",
+    )
     amount: float | None = None
     currency: str | None = None
     close_date: date | None = None

@@ -30,7 +30,8 @@ _ENTERED = "_entered"
 _PUSHES = "_pushes"
 _FIRST_CLOSE = "_first_close"
 _STARTED = "_started"
-_CONTEXT_KEYS = (_ENTERED, _PUSHES, _FIRST_CLOSE, _STARTED)
+_CATEGORY = "_category"
+_CONTEXT_KEYS = (_ENTERED, _PUSHES, _FIRST_CLOSE, _STARTED, _CATEGORY)
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class Transition:
 
     kind: str
     event_id: str
+    stamp: int
     at_ms: int
     previous_stage: str | None
     new_stage: str | None
@@ -66,26 +68,33 @@ def record_id(opportunity_id: str, event_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{opportunity_id}\x1f{event_id}"))
 
 
+_NAMING_FIELDS = (f.STAGE, f.DELETED, f.FORECAST_CATEGORY, f.PIPELINE)
+
+
 def observation_id(event_id: str, values: dict[str, Any]) -> str:
-    """Only observations that can start a transition need their event id (it
-    names the record); the rest keep an empty id, since event ids (Salesforce's
-    run to ~60 characters) would otherwise dominate the state's size."""
-    return event_id if (f.STAGE in values or f.DELETED in values) else ""
+    """Only observations that can start a transition (a stage, pipeline,
+    deletion or forecast-category change) need their event id (it names the record); the
+    rest keep an empty id, since event ids (Salesforce's run to ~60
+    characters) would otherwise dominate the state's size."""
+    return event_id if any(name in values for name in _NAMING_FIELDS) else ""
 
 
-def insert(state: OpportunityState, stamp: int, event_id: str, values: dict[str, Any]) -> bool:
-    """Puts an observation in event-time order; False for a duplicate or for
-    one older than what has been folded away."""
+def insert(state: OpportunityState, stamp: int, event_id: str, values: dict[str, Any]) -> int:
+    """Puts an observation in event-time order and answers where (-1 for a
+    duplicate or for one older than what has been folded away)."""
     if state.base_stamp and stamp <= state.base_stamp:
-        return False
+        return -1
     timeline = state.timeline
+    if not timeline or (timeline[-1][0], timeline[-1][1]) < (stamp, event_id):
+        timeline.append((stamp, event_id, values))  # in order: the usual case
+        return len(timeline) - 1
     position = bisect_left(timeline, (stamp, event_id), key=lambda o: (o[0], o[1]))
     if position < len(timeline):
         existing = timeline[position]
         if existing[0] == stamp and existing[1] == event_id and (event_id or existing[2] == values):
-            return False
+            return -1
     timeline.insert(position, (stamp, event_id, values))
-    return True
+    return position
 
 
 @dataclass(slots=True)
@@ -101,6 +110,8 @@ class _Walk:
     started: bool = False
     stage: str | None = None
     deleted: bool = False
+    category: str | None = None
+    stamp: int = 0
     transitions: list[Transition] = field(default_factory=list)
 
     @classmethod
@@ -118,20 +129,39 @@ class _Walk:
         )
         walk.stage = walk._canonical_stage()
         walk.deleted = bool(values.get(f.DELETED, False))
+        # States folded before categories were tracked have no _category.
+        walk.category = base[_CATEGORY] if _CATEGORY in base else (
+            walk._category() if walk.started else None)
         return walk
 
     def to_base(self) -> dict[str, Any]:
         base = dict(self.values)
         base.update({_ENTERED: self.entered, _PUSHES: self.pushes,
-                     _FIRST_CLOSE: self.first_close, _STARTED: self.started})
+                     _FIRST_CLOSE: self.first_close, _STARTED: self.started,
+                     _CATEGORY: self.category})
         return base
 
     def _canonical_stage(self) -> str | None:
         pipeline = self.rules.pipeline_for(self.values.get(f.PIPELINE))
         return pipeline.canonical_stage(self.values.get(f.STAGE))
 
+    def _category(self) -> str | None:
+        """The standard forecast category now. A closed stage decides it (a won
+        deal is Closed whatever the rep last picked); in open stages the rep's
+        explicit category stands, and the stage's mapping fills in for none."""
+        values = self.values
+        pipeline = self.rules.pipeline_for(values.get(f.PIPELINE))
+        position = pipeline.stage_position(values.get(f.STAGE))
+        stage = pipeline.stages[position] if position is not None else None
+        category = None if stage is not None and stage.closed else (
+            self.rules.standard_category(values.get(f.FORECAST_CATEGORY)))
+        if category is None and stage is not None:
+            category = stage.forecast_category
+        return category
+
     def step(self, observation: Observation) -> None:
         stamp, event_id, changed = observation
+        self.stamp = stamp
         new_close = changed.get(f.CLOSE_DATE)
         if new_close is not None:
             old_close = self.values.get(f.CLOSE_DATE)
@@ -157,7 +187,13 @@ class _Walk:
         elif not deleted and stage != self.stage:
             self._emit("stage_changed", event_id, at, self.stage, stage, self.entered)
             self.entered = at
+        elif not deleted and self._category() != self.category:
+            # Same stage, another forecast category: the rep's call moved, and
+            # forecasting needs when, so it is history too.
+            self._emit("category_changed", event_id, at, stage, stage, self.entered)
         self.stage, self.deleted = stage, deleted
+        if self.started and not deleted:
+            self.category = self._category()
 
     def _emit(
         self,
@@ -172,16 +208,12 @@ class _Walk:
         pipeline = self.rules.pipeline_for(values.get(f.PIPELINE))
         position = pipeline.stage_position(values.get(f.STAGE))
         stage = pipeline.stages[position] if position is not None else None
-        # A closed stage decides the category (a won deal is Closed whatever the
-        # rep last picked); in open stages the rep's explicit category stands.
-        category = None if stage is not None and stage.closed else (
-            self.rules.standard_category(values.get(f.FORECAST_CATEGORY)))
-        if category is None and stage is not None:
-            category = stage.forecast_category
+        category = self._category()
         self.transitions.append(
             Transition(
                 kind=kind,
                 event_id=event_id,
+                stamp=self.stamp,
                 at_ms=at,
                 previous_stage=previous,
                 new_stage=new,
@@ -210,17 +242,30 @@ def derive(state: OpportunityState, rules: RuleSet) -> tuple[list[Transition], S
     walk = _Walk.from_base(state, rules)
     for observation in state.timeline:
         walk.step(observation)
-    state._transitions = walk.transitions
+    state.memo.walk = walk
+    return walk.transitions, walk.summary()
+
+
+def extend(state: OpportunityState, rules: RuleSet) -> tuple[list[Transition], Summary] | None:
+    """Steps the cached walk over the observation just appended at the end of
+    the timeline, instead of walking the whole timeline again: in-order
+    delivery, the usual case, then costs one step, not up to TIMELINE_CAP.
+    None when no walk is cached (the caller derives)."""
+    walk: _Walk | None = state.memo.walk
+    if walk is None or walk.rules is not rules:
+        return None
+    walk.step(state.timeline[-1])
     return walk.transitions, walk.summary()
 
 
 def published(state: OpportunityState, rules: RuleSet) -> list[Transition]:
     """The transitions as last derived: kept beside the state in memory (not
     serialized) so a change derives the history once, not twice."""
-    cached = state._transitions
-    if cached is None:
-        cached, _ = derive(state, rules)
-    return cached
+    walk: _Walk | None = state.memo.walk
+    if walk is None or walk.rules is not rules:
+        transitions, _ = derive(state, rules)
+        return transitions
+    return walk.transitions
 
 
 def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) -> None:
@@ -232,6 +277,10 @@ def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) ->
     for observation in state.timeline[:excess]:
         walk.step(observation)
     state.base = walk.to_base()
-    state.base_stamp = state.timeline[excess - 1][0]
+    state.base_stamp = base_stamp = state.timeline[excess - 1][0]
     del state.timeline[:excess]
-    state._transitions = None  # folded transitions are no longer derivable
+    # The walk's end is the same from the new base; only the transitions of the
+    # folded observations are no longer derivable, so they leave the cache.
+    cached: _Walk | None = state.memo.walk
+    if cached is not None:
+        cached.transitions = [t for t in cached.transitions if t.stamp > base_stamp]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.stream import metrics
 from processor.stream.messages import ChangeBatch, SweepTick
+from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
 from schemas import AlertRecord, DeadLetter, OpportunityChange, OpportunityState, Record
 
@@ -97,11 +98,19 @@ class StateProcessor:
     CACHE_LIMIT = 200_000
 
     def __init__(
-        self, engine: Engine, topics: Topics, partitions: int, policy: AlertPolicy | None = None
+        self,
+        engine: Engine,
+        topics: Topics,
+        partitions: int,
+        regroupings: Sequence[Regrouping] = (),
+        policy: AlertPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.policy = policy
         self.topics = topics
+        self.regroupings = regroupings
+        """Tables keyed by something else than the opportunity (owner
+        queues) that this agent keeps fed with each opportunity's entry."""
         self.index = PartitionIndex(Partitioner(partitions))
         self.cache: dict[bytes, OpportunityState] = {}
         """Decoded states as last written by this worker: parsing a state costs
@@ -124,16 +133,22 @@ class StateProcessor:
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
+        *,
+        offset: int = 0,
     ) -> None:
+        """``offset``: the batch's position in its partition, the version of
+        the regrouped entries it produces (see ``processor.stream.regroup``)."""
         by_opportunity: dict[str, list[OpportunityChange]] = {}
         for change in batch.changes:
             by_opportunity.setdefault(change.opportunity_id, []).append(change)
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
+        outbox = Outbox(self.regroupings, offset)
         held: list[AlertRecord] = []
         try:
-            await self._apply(by_opportunity, partition, table, out, dirty, held)
+            await self._apply(by_opportunity, partition, table, out, dirty, outbox, held)
             metrics.CHANGES_APPLIED.inc(len(batch.changes))
+            out.extend(outbox.messages())
             await self._finish(out, dirty, partition, table, publish, now_ms=0, held=held)
         except BaseException:
             self._drop(opportunity_id.encode() for opportunity_id in by_opportunity)
@@ -146,11 +161,13 @@ class StateProcessor:
         table: MutableMapping[bytes, bytes],
         out: list[tuple[str, bytes | None, bytes]],
         dirty: dict[bytes, OpportunityState],
+        outbox: Outbox,
         held: list[AlertRecord],
     ) -> None:
         for opportunity_id, changes in by_opportunity.items():
             key = opportunity_id.encode()
             state = self._load(key, table)
+            before = outbox.before(state)
             for change in changes:
                 try:
                     state, outcome = self.engine.apply(state, change)
@@ -160,6 +177,7 @@ class StateProcessor:
                     continue
                 self._collect(key, outcome, out, held)
             if state is not None:
+                outbox.after(state, before, 0)
                 # Stored even when the batch changed nothing: a worker killed
                 # between its RocksDB write and the changelog send restarts
                 # with a local state ahead of the changelog, and the batch's
@@ -176,9 +194,12 @@ class StateProcessor:
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
+        *,
+        offset: int = 0,
     ) -> None:
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
+        outbox = Outbox(self.regroupings, offset)
         held: list[AlertRecord] = []
         now = tick.at_ms
         index = self.index.for_partition(partition, lambda: list(table.items()))
@@ -188,11 +209,14 @@ class StateProcessor:
                 state = self._load(key, table)
                 if state is None:
                     continue
+                before = outbox.before(state)
                 outcome = self.engine.sweep(state, now)
+                outbox.after(state, before, now)
                 self._collect(key, outcome, out, held)
                 # Re-arm even when nothing changed: the next due time moved on.
                 dirty[key] = state
             metrics.SWEEPS.inc()
+            out.extend(outbox.messages())
             await self._finish(out, dirty, partition, table, publish, now_ms=now, held=held)
         except BaseException:
             self._drop(due_keys)

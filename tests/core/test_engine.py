@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.rules import default_rules
@@ -78,6 +82,31 @@ def test_stage_history_has_intervals_in_event_time() -> None:
     assert won.is_closed and won.is_won
     assert won.source_event_id == "c"
     assert won.amount == 40000.0 and won.forecast_category == "Closed"
+
+
+def test_a_forecast_category_change_within_a_stage_is_history_too() -> None:
+    """Forecast models need when the rep's call moved, not only the stage:
+    a category change publishes a record; one that comes with a stage move is
+    carried by that move's record; a closed stage decides Closed."""
+    _, outcomes = run(change(0, **HEALTHY_DISCOVERY, event_id="a"),
+                      change(1, forecast_category="Best Case", event_id="b"),
+                      change(2, forecast_category="BEST_CASE", event_id="c"),
+                      change(3, stage="Solution", forecast_category="Commit", event_id="d"),
+                      change(4, forecast_category=None, event_id="e"),
+                      change(5, stage="Closed Won", forecast_category="Pipeline", event_id="f"))
+    records = history(outcomes)
+    assert [(r.transition, r.new_stage, r.forecast_category, r.source_event_id)
+            for r in records] == [
+        ("created", "Discovery", "Pipeline", "a"),
+        ("category_changed", "Discovery", "Best Case", "b"),
+        ("stage_changed", "Solution", "Commit", "d"),
+        ("category_changed", "Solution", "Pipeline", "e"),  # the stage's own mapping
+        ("stage_changed", "Closed Won", "Closed", "f"),
+    ]
+    moved = records[1]
+    assert moved.previous_stage == "Discovery"
+    assert moved.previous_stage_entered_at is not None
+    assert moved.previous_stage_entered_at.isoformat() == "2026-01-05T09:00:00+00:00"
 
 
 def test_stage_aliases_are_canonicalized_in_history() -> None:
@@ -183,3 +212,32 @@ def test_timeline_is_compacted_and_state_stays_small() -> None:
     # Worst case (120 amount edits, several alerts open): bounded by the cap.
     # The 2 KB target is for a typical opportunity; bench/ measures it.
     assert len(state.model_dump_json(exclude_defaults=True)) < 3500
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "broken", "fixed"),
+    [
+        ("single_threaded", {"amount": 300000.0}, {"contact_count": 4}),
+        ("amount_invalid", {"amount": 0.0}, {"amount": 90000.0}),
+        ("next_step_missing", {"next_step": None}, {"next_step": "Security review"}),
+        ("next_meeting_missing", {"next_meeting_date": None}, {"next_meeting_date": "2026-01-16"}),
+        ("forecast_category_mismatch", {"stage": "Discovery"}, {"forecast_category": "Pipeline"}),
+        ("stage_gate_missing_fields", {"champion": None}, {"champion": "Dana Ruiz"}),
+        ("stage_gate_junk_values", {"champion": "asdf"}, {"champion": "Dana Ruiz"}),
+        ("close_date_past", {"close_date": "2026-01-02"}, {"close_date": "2026-02-27"}),
+    ],
+)
+def test_a_change_to_one_input_re_evaluates_the_rule_that_reads_it(
+    rule_id: str, broken: dict[str, Any], fixed: dict[str, Any]
+) -> None:
+    """Evaluation is incremental (only the checks reading a changed input run):
+    a change carrying nothing but the fix must still resolve the alert."""
+    fields = {**HEALTHY_NEGOTIATION, **broken}
+    nulled = [name for name, value in fields.items() if value is None]
+    fields = {name: value for name, value in fields.items() if value is not None}
+    state, _ = run(change(0, **fields, nulled=nulled), change(1, contacts=["c1"]))
+    assert rule_id in state.open_alerts
+    fix = {name: value for name, value in fixed.items() if value is not None}
+    state, outcome = ENGINE.apply(state, change(2, **fix))
+    assert rule_id not in state.open_alerts
+    assert [r.rule_id for r in outcome.alerts if isinstance(r, Resolution)] == [rule_id]

@@ -311,6 +311,7 @@ _TOPIC_ENV = {
     "override_log": "OVERRIDE_LOG",
     "commands": "COMMANDS",
     "dead_letter": "DEAD_LETTER",
+    "owner_queues": "OWNER_QUEUES",
 }
 
 
@@ -361,7 +362,7 @@ class Stream:
             settings = self.settings()
             created = asyncio.run(create_topics(settings))
             names = [spec.name for spec, _ in created]
-        assert len(names) == len(set(names)) == len(_TOPIC_ENV) + 1
+        assert len(names) == len(set(names)) == len(_TOPIC_ENV) + 2  # + changelogs
         wait_for(lambda: kafka.topics_ready(names), 30, f"topics of {self.app_id} have leaders")
 
     @property
@@ -406,7 +407,10 @@ class Stream:
 
 
 class WorkerProcess:
-    """``python -m processor.cli worker`` with an explicit environment."""
+    """``python -m processor.cli worker`` with an explicit environment
+    (another ``hygiene`` command by overriding ``command``)."""
+
+    command: tuple[str, ...] = ("worker", "--loglevel", "info")
 
     def __init__(self, name: str, stream: Stream, directory: Path, **settings: str) -> None:
         self.name = name
@@ -437,7 +441,7 @@ class WorkerProcess:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "processor.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "processor.cli", *self.command],
                 env=self.env(),
                 cwd=self.directory,
                 stdin=subprocess.DEVNULL,
