@@ -19,6 +19,8 @@ Delivery = Literal["realtime", "digest"]
 DeliveryReason = Literal[
     "over_budget", "below_severity", "below_amount", "snoozed", "policy_unavailable"
 ]
+"""What the policy writes in ``Alert.delivery_reason`` (the field is a plain
+string in the contract, so that a new reason does not break readers)."""
 
 
 class Alert(Record):
@@ -46,9 +48,10 @@ class Alert(Record):
         default="realtime",
         description="realtime: notify the owner now; digest: list it in the weekly digest only.",
     )
-    delivery_reason: DeliveryReason | None = Field(
+    delivery_reason: str | None = Field(
         default=None,
-        description="Why an alert went to the digest only; on a realtime alert, "
+        description="Why an alert went to the digest only: over_budget, below_severity, "
+        "below_amount or snoozed (readers must accept others). On a realtime alert, "
         "policy_unavailable says the alert policy (Redis) could not be asked, so it may "
         "repeat and was not counted against the owner's budget.",
     )
