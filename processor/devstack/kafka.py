@@ -14,7 +14,6 @@ import asyncio
 import atexit
 import base64
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -47,6 +46,7 @@ from processor.devstack._proc import (
     terminate_group,
     wait_until,
 )
+from processor.devstack.maven import cache_root, fetch_jars
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -66,18 +66,11 @@ which the generated log4j.properties below relies on."""
 
 _SLF4J_VERSION = "1.7.36"
 _RELOAD4J_VERSION = "1.2.25"
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-_MARKER = ".complete"
 
 
 def kafka_cache_root() -> Path:
     """Keep the ~50 MB of jars out of the repository and shared between clones."""
-    override = os.environ.get("HYGIENE_KAFKA_CACHE")
-    if override:
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "revops-hygiene"
+    return cache_root()
 
 
 def kafka_libs_dir(version: str = DEFAULT_KAFKA_VERSION) -> Path:
@@ -119,69 +112,16 @@ def _pom(version: str) -> str:
 
 
 def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
-    """Download once; later runs only check the marker file.
-
-    A lock file serialises concurrent first runs (two pytest sessions, or
-    pytest and the demo script) so they do not both download into the cache.
-    The jars land in a staging folder that is renamed into place with its
-    marker, so an interrupted download is never mistaken for a complete one.
-    """
-    libs = kafka_libs_dir(version)
-    if (libs / _MARKER).is_file():
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars; install maven")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with (libs.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (libs / _MARKER).is_file():
-            return libs
-        started = time.monotonic()
-        log(f"fetching Apache Kafka {version} jars from Maven Central into {libs} (first run only)")
-        with tempfile.TemporaryDirectory(prefix="hygiene-kafka-pom-") as work:
-            workdir = Path(work)
-            (workdir / "pom.xml").write_text(_pom(version))
-            staging = libs.parent / f"libs.partial-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            output = workdir / "mvn.log"
-            with output.open("wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        mvn,
-                        "-q",
-                        "-B",
-                        "-f",
-                        str(workdir / "pom.xml"),
-                        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-                        "-DincludeScope=runtime",
-                        f"-DoutputDirectory={staging}",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-                while True:
-                    try:
-                        code = proc.wait(timeout=15)
-                        break
-                    except subprocess.TimeoutExpired:
-                        log(f"  still downloading ... {time.monotonic() - started:.0f}s")
-            if code != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-                shutil.rmtree(staging, ignore_errors=True)
-                raise RuntimeError(
-                    f"mvn could not resolve org.apache.kafka:kafka_2.13:{version} "
-                    f"(exit {code}):\n{tail(output)}"
-                )
-            jars = sorted(p.name for p in staging.glob("*.jar"))
-            (staging / _MARKER).write_text("\n".join(jars) + "\n")
-            shutil.rmtree(libs, ignore_errors=True)
-            staging.rename(libs)
-        log(f"fetched {len(jars)} jars in {time.monotonic() - started:.1f}s")
-    return libs
+    """Download once; later runs only check the marker file (see :func:`fetch_jars`)."""
+    return fetch_jars(
+        _pom(version),
+        kafka_libs_dir(version),
+        what=f"Apache Kafka {version} jars",
+        expect="kafka_2.13-*.jar",
+    )
 
 
-def _java() -> str:
+def java_binary() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
@@ -301,7 +241,7 @@ class LocalKafka:
     def _start_once(self, libs: Path) -> bool:
         assert self._tmp is not None
         started = time.monotonic()
-        java = _java()
+        java = java_binary()
         classpath = f"{libs}/*"
         data = self._tmp / "data"
         logs = self._tmp / "logs"
