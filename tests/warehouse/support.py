@@ -104,7 +104,7 @@ def published_history(*, opportunities: int = 40, days: int = 60, seed: int = 5)
         halfway = record.previous_stage_entered_at + (
             record.transitioned_at - record.previous_stage_entered_at
         ) / 2
-        event = {
+        early: dict[str, Any] = {
             "source": "warehouse-test",
             "event_id": f"wh-early-{n}",
             "opportunity_id": record.opportunity_id,
@@ -112,7 +112,7 @@ def published_history(*, opportunities: int = 40, days: int = 60, seed: int = 5)
             "op": "upsert",
             "fields": {"stage": record.new_stage},
         }
-        delivered.append(json.dumps(event).encode())
+        delivered.append(json.dumps(early).encode())
     delivered += rng.sample(delivered, len(delivered) // 10)
     return Published(_replay(rules, delivered, sim.as_of))
 

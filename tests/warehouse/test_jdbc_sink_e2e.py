@@ -130,7 +130,7 @@ def test_sink_upserts_history_and_a_replay_changes_nothing(
 
         # The table the sink created is the one the committed DDL creates.
         _, ddl_conn = new_database()
-        ddl_conn.execute(sql("forecast_stage_history.sql"))  # type: ignore[arg-type]
+        ddl_conn.execute(sql("forecast_stage_history.sql"))
         ddl_conn.commit()
         assert _columns(conn) == _columns(ddl_conn)
 
