@@ -1,7 +1,7 @@
-"""Process plumbing shared by the local Kafka and Redis launchers.
+"""Process plumbing shared by the local server launchers (Kafka, Redis, PostgreSQL, Connect).
 
-Both launchers start a server as a child process, wait for it to answer and
-tear it down again; keeping those steps in one place means they behave the
+Each launcher starts a server as a child process, waits for it to answer and
+tears it down again; keeping those steps in one place means they behave the
 same way, including on failure.
 """
 

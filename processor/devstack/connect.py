@@ -21,19 +21,14 @@ Two version choices are forced by what the sink needs, not taste:
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
-import subprocess
-import tempfile
 import textwrap
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from processor.devstack._proc import (
     free_port,
@@ -41,11 +36,11 @@ from processor.devstack._proc import (
     port_accepts,
     spawn,
     tail,
-    terminate_group,
     wait_until,
 )
 from processor.devstack.kafka import java_binary
 from processor.devstack.maven import cache_root, fetch_jars
+from processor.devstack.server import LocalServer, ServerExited
 
 __all__ = [
     "CONNECT_VERSION",
@@ -167,7 +162,7 @@ def ensure_jdbc_sink_plugin(version: str = DEBEZIUM_JDBC_VERSION) -> Path:
     task start, because Jackson's ServiceLoader then finds the worker's
     modules, which implement the worker's copy of its interfaces.
     """
-    root = cache_root() / f"debezium-jdbc-{version}-r2"
+    root = cache_root() / f"debezium-jdbc-{version}"
     fetch_jars(
         _plugin_pom(version),
         root / "plugins" / "debezium-connector-jdbc",
@@ -181,7 +176,7 @@ def ensure_jdbc_sink_plugin(version: str = DEBEZIUM_JDBC_VERSION) -> Path:
     return root / "plugins"
 
 
-class LocalConnect:
+class LocalConnect(LocalServer):
     """A standalone Connect worker on 127.0.0.1 with the JDBC sink plugin installed.
 
     Connectors are created and removed through the REST API
@@ -190,6 +185,8 @@ class LocalConnect:
     the connector configurations read credentials from it through Connect's
     ``env`` config provider, as they do in production.
     """
+
+    kind = "Connect"
 
     def __init__(
         self,
@@ -200,15 +197,12 @@ class LocalConnect:
         startup_timeout: float = 180.0,
         stop_timeout: float = 20.0,
     ) -> None:
+        super().__init__(startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.bootstrap_servers = bootstrap_servers
         self.env = dict(env or {})
         self.heap = heap
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.startup_seconds: float | None = None
-        self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: Path | None = None
+        self._libs: Path | None = None
+        self._plugins: Path | None = None
 
     @property
     def url(self) -> str:
@@ -217,43 +211,16 @@ class LocalConnect:
         return f"http://127.0.0.1:{self._port}"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def log_path(self) -> Path | None:
         return None if self._tmp is None else self._tmp / "connect.log"
 
-    def __enter__(self) -> Self:
-        return self.start()
+    def _prepare(self) -> None:
+        self._libs = ensure_connect_jars()
+        self._plugins = ensure_jdbc_sink_plugin()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            return self
-        libs = ensure_connect_jars()
-        plugins = ensure_jdbc_sink_plugin()
-        self._tmp = Path(tempfile.mkdtemp(prefix="hygiene-connect-"))
-        atexit.register(self.stop)
-        try:
-            for attempt in range(3):
-                if self._start_once(libs, plugins):
-                    return self
-                log(f"Connect REST port was taken, retrying (attempt {attempt + 2}/3)")
-            raise RuntimeError("LocalConnect could not bind a free port after 3 attempts")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start_once(self, libs: Path, plugins: Path) -> bool:
-        assert self._tmp is not None
+    def _start_once(self) -> bool:
+        assert self._tmp is not None and self._libs is not None and self._plugins is not None
+        libs, plugins = self._libs, self._plugins
         started = time.monotonic()
         port = free_port()
         props = self._write_config(port, plugins)
@@ -280,7 +247,7 @@ class LocalConnect:
 
         def alive() -> None:
             if proc.poll() is not None:
-                raise _WorkerExited(proc.returncode)
+                raise ServerExited(proc.returncode)
 
         try:
             wait_until(
@@ -290,7 +257,7 @@ class LocalConnect:
                 alive=alive,
                 interval=0.5,
             )
-        except _WorkerExited as exited:
+        except ServerExited as exited:
             self._proc = None
             worker_log = tail(logfile) + "\n" + tail(self._tmp / "stdout.log")
             if "Address already in use" in worker_log:
@@ -408,20 +375,3 @@ class LocalConnect:
         except ConnectError as err:
             if err.status != 404:
                 raise
-
-    def stop(self) -> None:
-        """Idempotent, because atexit may call it again after a fixture did."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            terminate_group(proc, grace=self.stop_timeout)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        self._port = None
-        atexit.unregister(self.stop)
-
-
-class _WorkerExited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code

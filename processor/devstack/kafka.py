@@ -11,21 +11,18 @@ from them.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 import textwrap
 import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
     AIOKafkaAdminClient,
@@ -43,10 +40,10 @@ from processor.devstack._proc import (
     port_accepts,
     spawn,
     tail,
-    terminate_group,
     wait_until,
 )
 from processor.devstack.maven import cache_root, fetch_jars
+from processor.devstack.server import LocalServer, ServerExited
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -164,13 +161,15 @@ async def _broker_answers(bootstrap: str) -> bool:
             await admin.close()
 
 
-class LocalKafka:
+class LocalKafka(LocalServer):
     """A single-node KRaft broker (broker and controller in one JVM) on 127.0.0.1.
 
     Topics are auto-created for convenience, but tests should create theirs
     with :func:`create_topics` first: Faust crashes when an auto-created
     one-partition topic meets a multi-partition changelog.
     """
+
+    kind = "Kafka"
 
     def __init__(
         self,
@@ -184,15 +183,11 @@ class LocalKafka:
         if not version.startswith("3."):
             # 4.x switched to log4j2 and dropped the reload4j binding used here.
             raise ValueError(f"LocalKafka supports Kafka 3.x releases, not {version}")
+        super().__init__(startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.version = version
         self.heap = heap
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.extra_properties = dict(extra_properties or {})
-        self.startup_seconds: float | None = None
-        self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: Path | None = None
+        self._libs: Path | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -201,45 +196,16 @@ class LocalKafka:
         return f"127.0.0.1:{self._port}"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def log_path(self) -> Path | None:
         """The broker log, so a failing test can point at it while it still exists."""
         return None if self._tmp is None else self._tmp / "logs" / "server.log"
 
-    def __enter__(self) -> Self:
-        return self.start()
+    def _prepare(self) -> None:
+        self._libs = ensure_kafka_jars(self.version)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            return self
-        libs = ensure_kafka_jars(self.version)
-        self._tmp = Path(tempfile.mkdtemp(prefix="hygiene-kafka-"))
-        atexit.register(self.stop)
-        try:
-            # A port picked by free_port() can be taken before the JVM binds
-            # it; that is the only failure worth a retry.
-            for attempt in range(3):
-                if self._start_once(libs):
-                    return self
-                log(f"Kafka port was taken, retrying (attempt {attempt + 2}/3)")
-            raise RuntimeError("LocalKafka could not bind free ports after 3 attempts")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start_once(self, libs: Path) -> bool:
-        assert self._tmp is not None
+    def _start_once(self) -> bool:
+        assert self._tmp is not None and self._libs is not None
+        libs = self._libs
         started = time.monotonic()
         java = java_binary()
         classpath = f"{libs}/*"
@@ -303,7 +269,7 @@ class LocalKafka:
 
         def alive() -> None:
             if proc.poll() is not None:
-                raise _BrokerExited(proc.returncode)
+                raise ServerExited(proc.returncode)
 
         try:
             wait_until(
@@ -320,7 +286,7 @@ class LocalKafka:
                 alive=alive,
                 interval=0.2,
             )
-        except _BrokerExited as exited:
+        except ServerExited as exited:
             self._proc = None
             server_log = tail(logs / "server.log") + "\n" + tail(logs / "stdout.log")
             if "Address already in use" in server_log:
@@ -384,24 +350,6 @@ class LocalKafka:
             )
         )
         return props
-
-    def stop(self) -> None:
-        """Idempotent, because atexit may call it again after a fixture did."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            terminate_group(proc, grace=self.stop_timeout)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        self._port = None
-        atexit.unregister(self.stop)
-
-
-class _BrokerExited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
 
 async def create_topics_async(
     bootstrap_servers: str,

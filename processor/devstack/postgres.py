@@ -10,7 +10,6 @@ when the tests run as root (these machines) the server runs as the
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
@@ -18,11 +17,8 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from processor.devstack._proc import (
     as_user,
@@ -34,6 +30,7 @@ from processor.devstack._proc import (
     wait_until,
 )
 from processor.devstack.apt import apt_install
+from processor.devstack.server import LocalServer, ServerExited
 
 __all__ = ["LocalPostgres", "find_postgres_bin"]
 
@@ -69,31 +66,25 @@ def find_postgres_bin() -> Path:
     return found
 
 
-class LocalPostgres:
+class LocalPostgres(LocalServer):
     """One PostgreSQL cluster on 127.0.0.1 (TCP only, trust authentication).
 
     Tests isolate themselves with :meth:`create_database` rather than with
     servers of their own, the way they share one Kafka broker.
     """
 
+    kind = "PostgreSQL"
+
     def __init__(self, *, startup_timeout: float = 60.0, stop_timeout: float = 20.0) -> None:
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.startup_seconds: float | None = None
-        self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: Path | None = None
+        super().__init__(startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self._bin: Path | None = None
+        self._user: str | None = None
 
     @property
     def port(self) -> int:
         if self._port is None or self._proc is None:
             raise RuntimeError("LocalPostgres is not running")
         return self._port
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def dsn(self, database: str = "postgres") -> str:
         """A libpq URL (psycopg, psql) for one database of this server."""
@@ -103,36 +94,15 @@ class LocalPostgres:
         """The same database as the JDBC driver inside Kafka Connect names it."""
         return f"jdbc:postgresql://127.0.0.1:{self.port}/{database}"
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            return self
+    def _prepare(self) -> None:
         self._bin = find_postgres_bin()
-        self._tmp = Path(tempfile.mkdtemp(prefix="hygiene-postgres-"))
-        atexit.register(self.stop)
-        try:
-            user = self._server_user()
-            if user is not None:
-                shutil.chown(self._tmp, user, user)
-            self._initdb(user)
-            for attempt in range(3):
-                if self._start_once(user):
-                    return self
-                log(f"PostgreSQL port was taken, retrying (attempt {attempt + 2}/3)")
-            raise RuntimeError("LocalPostgres could not bind a free port after 3 attempts")
-        except BaseException:
-            self.stop()
-            raise
+        self._user = self._server_user()
+
+    def _initialize(self) -> None:
+        assert self._tmp is not None
+        if self._user is not None:
+            shutil.chown(self._tmp, self._user, self._user)
+        self._initdb(self._user)
 
     @staticmethod
     def _server_user() -> str | None:
@@ -173,8 +143,9 @@ class LocalPostgres:
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
-    def _start_once(self, user: str | None) -> bool:
+    def _start_once(self) -> bool:
         assert self._tmp is not None and self._bin is not None
+        user = self._user
         started = time.monotonic()
         port = free_port()
         logfile = self._tmp / "postgres.log"
@@ -208,7 +179,7 @@ class LocalPostgres:
 
         def alive() -> None:
             if proc.poll() is not None:
-                raise _ServerExited(proc.returncode)
+                raise ServerExited(proc.returncode)
 
         try:
             wait_until(
@@ -218,7 +189,7 @@ class LocalPostgres:
                 alive=alive,
                 interval=0.1,
             )
-        except _ServerExited as exited:
+        except ServerExited as exited:
             self._proc = None
             server_log = tail(logfile)
             if "could not bind" in server_log or "already in use" in server_log:
@@ -269,28 +240,14 @@ class LocalPostgres:
             raise RuntimeError(f"createdb {name} failed:\n{result.stderr}")
         return self.dsn(name)
 
-    def stop(self) -> None:
-        """Idempotent, because atexit may call it again after a fixture did.
-
-        SIGINT is PostgreSQL's fast shutdown: it does not wait for clients
-        (a Kafka Connect worker may still hold connections) to disconnect.
-        """
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                terminate_group(proc, grace=5.0)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        self._port = None
-        atexit.unregister(self.stop)
-
-
-class _ServerExited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGINT is PostgreSQL's fast shutdown: it does not wait for clients
+        (a Kafka Connect worker may still hold connections) to disconnect."""
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            terminate_group(proc, grace=5.0)
