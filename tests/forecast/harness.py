@@ -9,63 +9,39 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from processor.core.engine import Engine
 from processor.forecast.book import exact
 from processor.forecast.entry import RollupRegrouping, entry_of
 from processor.forecast.fiscal import FiscalCalendar
 from processor.forecast.rollup_table import ManagerRollups, RollupTopics, decode
 from processor.rules import RuleSet
-from processor.stream import messages, regroup
+from processor.stream import regroup
 from processor.stream.routing import Partitioner
-from processor.stream.state import StateProcessor, Topics, load_state
+from processor.stream.state import StateProcessor
 from schemas import OpportunityChange, OpportunityState
 from schemas.forecast import CATEGORY_ORDER, RollupRecord
+from tests.alerts.test_owner_queue import PARTITIONS, TOPICS, Recorder
+from tests.alerts.test_owner_queue import StateSide as OwnerQueueStateSide
 
-PARTITIONS = 4
-TOPICS = Topics("t.alerts", "t.stage-history", "t.commands", "t.dead-letter")
 ROLLUP_TOPICS = RollupTopics("t.members", "t.rollups", "t.override-log", "t.dead-letter")
-Out = list[tuple[str, bytes | None, bytes]]
 Message = tuple[bytes | None, bytes]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.published: Out = []
-
-    async def __call__(self, records: Out) -> None:
-        self.published.extend(records)
-
-    def on(self, topic: str) -> list[Message]:
-        return [(key, value) for t, key, value in self.published if t == topic]
-
-
-class StateSide:
-    """Each call handles one message of the changes topic per partition
-    touched, at that partition's next offset."""
+class StateSide(OwnerQueueStateSide):
+    """The owner-queue tests' state side, feeding the rollups instead:
+    ``send`` handles one message of the changes topic per partition touched,
+    at that partition's next offset, and answers the entry updates sent."""
 
     def __init__(self, rules: RuleSet, calendar: FiscalCalendar) -> None:
+        super().__init__(rules)
         self.processor = StateProcessor(
-            Engine(rules), TOPICS, PARTITIONS,
+            self.engine, TOPICS, PARTITIONS,
             regroupings=[RollupRegrouping(rules, calendar, ROLLUP_TOPICS.members)])
-        self.partition_of = Partitioner(PARTITIONS)
-        self.table: dict[bytes, bytes] = {}
-        self.offsets = [0] * PARTITIONS
 
-    def send(self, *changes: OpportunityChange) -> list[Message]:
-        publish = Recorder()
-        by_partition: dict[int, list[OpportunityChange]] = {}
-        for c in changes:
-            by_partition.setdefault(self.partition_of(c.opportunity_id), []).append(c)
-        for partition, batch in by_partition.items():
-            message = messages.decode(messages.encode_changes(batch))
-            assert isinstance(message, messages.ChangeBatch)
-            self.offsets[partition] += 1
-            asyncio.run(self.processor.handle_changes(
-                message, partition, self.table, publish, offset=self.offsets[partition]))
-        return publish.on(ROLLUP_TOPICS.members)
+    def entries(self, *changes: OpportunityChange) -> list[Message]:
+        return self.send(*changes).on(ROLLUP_TOPICS.members)
 
-    def states(self) -> list[OpportunityState]:
-        return [s for s in (load_state(raw) for raw in self.table.values()) if s is not None]
+    def current(self) -> list[OpportunityState]:
+        return [s for s in self.states() if s is not None]
 
 
 class RollupSide:
