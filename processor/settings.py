@@ -44,6 +44,11 @@ class Topics(BaseSettings):
         default="hygiene.owner-queues",
         description="Internal: each opportunity's hygiene-queue entry, keyed by owner id.",
     )
+    rollup_members: str = Field(
+        default="forecast.rollup-members",
+        description="Internal: each opportunity's rollup entry and the overrides, keyed by "
+        "manager id.",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -99,6 +104,22 @@ class Settings(BaseSettings):
         default=14, gt=0,
         description="Days a removed queue entry is remembered (guards against stale updates; "
         "its owner gets an empty digest meanwhile).",
+    )
+
+    # Forecast rollups
+    fiscal_year_start_month: int = Field(
+        default=1, ge=1, le=12,
+        description="First month of the fiscal year (1 = January). A fiscal year is named "
+        "by the calendar year it ends in: with 2, February 2026 - January 2027 is FY2027.",
+    )
+    rollup_publish_seconds: float = Field(
+        default=10.0, gt=0,
+        description="At most one rollup record per manager and period per interval: "
+        "changed buckets are published together every this many seconds.",
+    )
+    rollup_tombstone_days: int = Field(
+        default=14, gt=0,
+        description="Days a rollup slot removal is remembered (guards against stale updates).",
     )
 
     # HTTP

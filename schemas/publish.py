@@ -18,6 +18,7 @@ from .change import OpportunityChange
 from .commands import CloseOutCommand
 from .deadletter import DeadLetter
 from .digest import Digest
+from .forecast import OverrideLogRecord, OverrideRequest, RollupRecord
 from .history import StageHistoryRecord
 from .state import OpportunityState
 
@@ -34,6 +35,9 @@ PUBLISHED: dict[str, Any] = {
     "close-out-command": CloseOutCommand,
     "dead-letter": DeadLetter,
     "digest": Digest,
+    "rollup": RollupRecord,
+    "override-request": OverrideRequest,
+    "override-log": OverrideLogRecord,
 }
 
 

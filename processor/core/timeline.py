@@ -68,6 +68,21 @@ def record_id(opportunity_id: str, event_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{opportunity_id}\x1f{event_id}"))
 
 
+def forecast_category(rules: RuleSet, values: dict[str, Any]) -> str | None:
+    """The standard forecast category of these field values. A closed stage
+    decides it (a won deal is Closed whatever the rep last picked); in open
+    stages the rep's explicit category stands, and the stage's mapping fills
+    in for none. None: an unknown stage and no category the rules know."""
+    pipeline = rules.pipeline_for(values.get(f.PIPELINE))
+    position = pipeline.stage_position(values.get(f.STAGE))
+    stage = pipeline.stages[position] if position is not None else None
+    category = None if stage is not None and stage.closed else (
+        rules.standard_category(values.get(f.FORECAST_CATEGORY)))
+    if category is None and stage is not None:
+        category = stage.forecast_category
+    return category
+
+
 _NAMING_FIELDS = (f.STAGE, f.DELETED, f.FORECAST_CATEGORY, f.PIPELINE)
 
 
@@ -146,18 +161,7 @@ class _Walk:
         return pipeline.canonical_stage(self.values.get(f.STAGE))
 
     def _category(self) -> str | None:
-        """The standard forecast category now. A closed stage decides it (a won
-        deal is Closed whatever the rep last picked); in open stages the rep's
-        explicit category stands, and the stage's mapping fills in for none."""
-        values = self.values
-        pipeline = self.rules.pipeline_for(values.get(f.PIPELINE))
-        position = pipeline.stage_position(values.get(f.STAGE))
-        stage = pipeline.stages[position] if position is not None else None
-        category = None if stage is not None and stage.closed else (
-            self.rules.standard_category(values.get(f.FORECAST_CATEGORY)))
-        if category is None and stage is not None:
-            category = stage.forecast_category
-        return category
+        return forecast_category(self.rules, self.values)
 
     def step(self, observation: Observation) -> None:
         stamp, event_id, changed = observation

@@ -21,6 +21,7 @@ from processor.stream import messages
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
+from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
 
@@ -71,12 +72,14 @@ class Worker:
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
         self.owner_queues = OwnerQueueService(app, settings, self.rules.version)
+        self.rollups = RollupService(app, settings)
         engine = Engine(self.rules)
         self.processor = StateProcessor(
             engine,
             Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
             settings.partitions,
-            regroupings=[self.owner_queues.regrouping(engine)],
+            regroupings=[self.owner_queues.regrouping(engine),
+                         self.rollups.regrouping(self.rules)],
             policy=_alert_policy(settings),
         )
         self.ingest = Ingest(settings, FieldMappings.with_overrides(
@@ -112,6 +115,7 @@ class Worker:
                 await manual.ack(event)
 
         self.owner_queues.wire(publish)
+        self.rollups.wire(publish)
 
         @app.timer(self.settings.sweep_interval_seconds)  # type: ignore[untyped-decorator]
         async def sweep() -> None:

@@ -28,3 +28,12 @@ DIGEST_CHECKS = Counter(
     "Owner-queue partitions checked by the digest timer: run asked for, or already done",
     ["outcome"],
 )
+ROLLUP_UPDATES = Counter(
+    "hygiene_rollup_updates_total",
+    "Manager-rollup entry updates stored (stale or repeated ones are not)",
+)
+ROLLUPS = Counter("hygiene_rollups_total", "Manager rollup records published")
+OVERRIDES = Counter(
+    "hygiene_overrides_total",
+    "Forecast overrides: accepted, duplicate, or the refusal code", ["outcome"],
+)

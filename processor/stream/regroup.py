@@ -154,7 +154,9 @@ class Outbox:
 # ---- the group side: slots in a table partitioned by group --------------------------
 
 _SEP = b"\x1f"
-_MARK = b"\x00mark\x00"
+_ASIDE = b"\x00"
+"""Keys starting with NUL are a user's own bookkeeping, never slots."""
+_MARK = _ASIDE + b"mark\x00"
 _TOMBSTONE_END = b'"payload":null}'
 
 
@@ -163,11 +165,17 @@ def slot_key(group: str, member: str) -> bytes:
 
 
 def split_key(key: bytes) -> tuple[str, str] | None:
-    """(group, member), or None for a partition's bookkeeping key."""
-    if key.startswith(_MARK):
+    """(group, member), or None for a bookkeeping key (``aside_key``)."""
+    if key.startswith(_ASIDE):
         return None
     group, _, member = key.partition(_SEP)
     return group.decode(), member.decode()
+
+
+def aside_key(kind: str, *parts: str) -> bytes:
+    """A key in the group table that is not a slot: what a use of the
+    mechanism keeps beside its slots (a manager's overrides)."""
+    return _ASIDE + kind.encode() + _ASIDE + _SEP.join(p.encode() for p in parts)
 
 
 def mark_key(partition: int) -> bytes:
@@ -254,6 +262,7 @@ class GroupIndex:
 
 
 Table = MutableMapping[bytes, bytes]
+Stored = Callable[[str, str, Payload | None, MemberUpdate], None]
 
 
 class GroupedTable:
@@ -270,17 +279,25 @@ class GroupedTable:
     def _groups(self, partition: int, table: Table) -> dict[str, dict[str, int | None]]:
         return self.index.for_partition(partition, lambda: list(table.items()))
 
-    def apply(self, batch: MemberBatch, partition: int, table: Table) -> int:
+    def apply(
+        self, batch: MemberBatch, partition: int, table: Table, on_stored: Stored | None = None
+    ) -> int:
         """Stores the batch's updates that are newer than their slots;
-        returns how many were stored."""
+        returns how many were stored. ``on_stored(group, member, old, new)``
+        hears each stored change of a slot's payload (None: no entry), for a
+        use that keeps aggregates over the slots."""
         self._groups(partition, table)
         stored = 0
         for update in batch.updates:
             key = slot_key(batch.group, update.member)
-            value = accepted(table.get(key), update)
+            held = table.get(key)
+            value = accepted(held, update)
             if value is None:
                 continue
             table[key] = value
+            if on_stored is not None:
+                old = None if held is None else decode_slot(held).payload
+                on_stored(batch.group, update.member, old, update)
             removed = update.at_ms if update.payload is None else None
             self.index.set(partition, batch.group, update.member, removed)
             stored += 1

@@ -18,6 +18,7 @@ from processor.stream.kafka import aiokafka_options
 
 TABLE_NAME = "opportunities"
 OWNER_QUEUE_TABLE = "owner-queues"
+ROLLUP_TABLE = "manager-rollups"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ def owner_queue_changelog(settings: Settings) -> str:
     return f"{settings.app_id}-{OWNER_QUEUE_TABLE}-changelog"
 
 
+def rollup_changelog(settings: Settings) -> str:
+    return f"{settings.app_id}-{ROLLUP_TABLE}-changelog"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     t = settings.topics
     n = settings.partitions
@@ -46,10 +51,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.owner_queues, n, False, "hygiene-queue entries by owner (internal)"),
         TopicSpec(owner_queue_changelog(settings), n, True,
                   "owner hygiene-queue changelog (internal)"),
+        TopicSpec(t.rollup_members, n, False, "rollup entries and overrides by manager (internal)"),
+        TopicSpec(rollup_changelog(settings), n, True, "manager rollup changelog (internal)"),
         TopicSpec(t.alerts, n, False, "alerts and resolutions"),
         TopicSpec(t.digests, n, True, "weekly hygiene queues, one per owner"),
         TopicSpec(t.stage_history, n, False, "stage history for the warehouse"),
-        TopicSpec(t.rollups, n, True, "manager forecast rollups"),
+        # Not compacted: keyed by manager, one record per (manager, period),
+        # so compaction would keep only a manager's latest period.
+        TopicSpec(t.rollups, n, False, "manager forecast rollups"),
         TopicSpec(t.overrides, n, False, "manager overrides (input)"),
         TopicSpec(t.override_log, n, False, "accepted overrides"),
         TopicSpec(t.commands, n, False, "close-out recommendations"),

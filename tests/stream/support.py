@@ -312,6 +312,7 @@ _TOPIC_ENV = {
     "commands": "COMMANDS",
     "dead_letter": "DEAD_LETTER",
     "owner_queues": "OWNER_QUEUES",
+    "rollup_members": "ROLLUP_MEMBERS",
 }
 
 
@@ -362,7 +363,7 @@ class Stream:
             settings = self.settings()
             created = asyncio.run(create_topics(settings))
             names = [spec.name for spec, _ in created]
-        assert len(names) == len(set(names)) == len(_TOPIC_ENV) + 2  # + changelogs
+        assert len(names) == len(set(names)) == len(_TOPIC_ENV) + 3  # + changelogs
         wait_for(lambda: kafka.topics_ready(names), 30, f"topics of {self.app_id} have leaders")
 
     @property

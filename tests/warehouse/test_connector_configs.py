@@ -24,8 +24,6 @@ CONFIGS = sorted(p.name for p in CONNECT.glob("*.json"))
 JDBC_SINKS = {
     # connector file -> glob of the published JSON Schema of its records
     "stage-history.jdbc-sink.json": "stage-history.schema.json",
-    "rollups.jdbc-sink.draft.json": "*rollup*.schema.json",
-    "override-log.jdbc-sink.draft.json": "*override*log*.schema.json",
 }
 
 
