@@ -397,3 +397,30 @@ def test_api_conforms_to_its_openapi_document(cluster: Cluster) -> None:
             run()
     assert {name for name, _ in tested} == wanted
     assert len(tested) == 4
+
+
+# ---- no token configured: fail closed ----------------------------------------------
+
+
+def test_without_a_configured_token_the_api_refuses_and_says_so(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with Kafka(kafka_bootstrap) as kafka:
+        stream = Stream.unique(kafka_bootstrap, "web-closed")
+        stream.create_topics(kafka)
+        worker = WorkerProcess("closed", stream, tmp_path, HYGIENE_API_TOKEN="")
+        try:
+            worker.start().wait_ready(90)
+            for headers in ({}, AUTH, {"Authorization": "Bearer "}):
+                reply = call(worker.port, "GET", "/v1/opportunities/x", headers=headers)
+                assert reply.status == 503, reply.body
+                assert reply.json()["error"] == "api_disabled"
+                reply = post_json(worker.port, "/v1/stage-gate/check",
+                                  {"opportunity_id": "x", "stage": "Discovery"}, headers)
+                assert reply.status == 503
+            assert call(worker.port, "GET", "/healthz").status == 200
+            assert call(worker.port, "GET", "/readyz").status == 200
+            assert call(worker.port, "GET", "/metrics").status == 200
+            assert "HYGIENE_API_TOKEN is not set" in worker.log_text()
+        finally:
+            worker.cleanup()
