@@ -52,39 +52,43 @@ class Route:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where keyed state lives: the agent's input topic (whose active
+    partitions a worker owns) and the table co-partitioned with it."""
+
+    topic: str
+    table: str
+
+
 class Cluster:
-    def __init__(
-        self, app: Any, changes_topic: str, table_name: str, partitions: int, own_url: str,
-        timeout_seconds: float,
-    ) -> None:
+    def __init__(self, app: Any, partitions: int, own_url: str, timeout_seconds: float) -> None:
         self.app = app
-        self.changes_topic = changes_topic
-        self.table_name = table_name
         self.partition_of = Partitioner(partitions)
         self.own_url = own_url
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
 
-    def route(self, opportunity_id: str, forwarded: bool) -> Route:
+    def route(self, key: str, placement: Placement, forwarded: bool) -> Route:
         app = self.app
-        partition = self.partition_of(opportunity_id)
-        owned = any(tp.topic == self.changes_topic and tp.partition == partition
+        partition = self.partition_of(key)
+        owned = any(tp.topic == placement.topic and tp.partition == partition
                     for tp in app.assignor.assigned_actives())
         if owned:
             if app.rebalancing or app.in_recovery:
                 return Route("unavailable", reason="this worker is recovering the "
-                             "opportunity's partition")
+                             "partition that holds it")
             return Route("here")
         if forwarded:
             return Route("unavailable", reason="partitions are moving between workers")
-        owner = self.owner_url(partition)
+        owner = self.owner_url(placement.table, partition)
         if owner is None or _ident(owner) == _ident(self.own_url):
-            return Route("unavailable", reason="no worker owns the opportunity's partition "
-                         "right now (rebalancing)")
+            return Route("unavailable", reason="no worker owns its partition right now "
+                         "(rebalancing)")
         return Route("owner", url=owner)
 
-    def owner_url(self, partition: int) -> str | None:
-        metadata = self.app.router.table_metadata(self.table_name)
+    def owner_url(self, table: str, partition: int) -> str | None:
+        metadata = self.app.router.table_metadata(table)
         for url, topics in metadata.items():
             for partitions in topics.values():
                 if partition in partitions:

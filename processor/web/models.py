@@ -3,9 +3,10 @@ generated from these, so the document and the validation cannot drift."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from schemas import Severity, UtcDatetime
 
@@ -118,3 +119,37 @@ class Health(_Body):
 
 class Readiness(_Body):
     ready: bool
+
+
+Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+MAX_SNOOZE_HOURS = 24 * 180
+
+
+class SnoozeRequest(_Body):
+    """Snooze an alert: until an expiry given as a moment or as hours from now.
+    ``by`` is who asked, as the caller (a CRM, the Slack notifier) vouches for
+    it: the API token authenticates the caller, not a person."""
+
+    by: Actor = Field(description="Who snoozes: a CRM user id or an email.")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=1000)]
+    until: UtcDatetime | None = Field(default=None, description="When the snooze expires.")
+    hours: float | None = Field(
+        default=None, gt=0, le=MAX_SNOOZE_HOURS, description="Or: how long from now."
+    )
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> SnoozeRequest:
+        if (self.until is None) == (self.hours is None):
+            raise ValueError("give exactly one of until and hours")
+        return self
+
+    def expiry(self, now: datetime) -> datetime:
+        if self.until is not None:
+            return self.until
+        assert self.hours is not None
+        return now + timedelta(hours=self.hours)
+
+
+class AckRequest(_Body):
+    by: Actor = Field(description="Who acknowledges: a CRM user id or an email.")

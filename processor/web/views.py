@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from processor.sources.mapping import CoercionError
 from processor.stream.state import load_state
 from processor.stream.topics import TABLE_NAME
-from processor.web.cluster import FORWARDED_HEADER, Cluster, advertised_url
+from processor.web.cluster import FORWARDED_HEADER, Cluster, Placement, advertised_url
 from processor.web.errors import ApiError
 from processor.web.middleware import guard, parse_model, read_body
 from processor.web.models import StageGateRequest
@@ -44,10 +44,9 @@ class Api:
         settings = worker.settings
         self.worker = worker
         self.max_body = settings.api_max_body_bytes
-        self.cluster = Cluster(
-            worker.app, settings.topics.changes, TABLE_NAME, settings.partitions,
-            advertised_url(settings), settings.api_forward_timeout_seconds,
-        )
+        self.cluster = Cluster(worker.app, settings.partitions, advertised_url(settings),
+                               settings.api_forward_timeout_seconds)
+        self.opportunities = Placement(settings.topics.changes, TABLE_NAME)
         self.openapi = orjson.dumps(document())
 
     def stored(self, opportunity_id: str) -> OpportunityState | None:
@@ -58,7 +57,7 @@ class Api:
         forwarded = FORWARDED_HEADER in request.headers
         body = await read_body(request, self.max_body)
         check = parse_model(body, StageGateRequest)
-        route = self.cluster.route(check.opportunity_id, forwarded)
+        route = self.cluster.route(check.opportunity_id, self.opportunities, forwarded)
         if route.where == "owner":
             return await self.cluster.forward(request, route.url, body)
         stored: OpportunityState | None = None
@@ -74,7 +73,8 @@ class Api:
         return _json(result, 200 if result.passed else 422)
 
     async def opportunity(self, request: web.Request, opportunity_id: str) -> web.Response:
-        route = self.cluster.route(opportunity_id, FORWARDED_HEADER in request.headers)
+        route = self.cluster.route(opportunity_id, self.opportunities,
+                                   FORWARDED_HEADER in request.headers)
         if route.where == "owner":
             return await self.cluster.forward(request, route.url, None)
         if route.where == "unavailable":

@@ -134,3 +134,34 @@ def test_guard_fails_closed_without_a_token() -> None:
         assert (refused.status, (await refused.json())["error"]) == (503, "api_disabled")
 
     serve(check, token=None)
+
+
+# ---- alert action bodies ----------------------------------------------------------------
+
+
+def test_a_snooze_needs_who_why_and_exactly_one_expiry() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from processor.web.models import AckRequest, SnoozeRequest
+
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    by_hours = parse_model(b'{"by": " 005REP ", "reason": "on leave", "hours": 48}',
+                           SnoozeRequest)
+    assert by_hours.by == "005REP"
+    assert by_hours.expiry(now) == now + timedelta(hours=48)
+    by_moment = parse_model(
+        b'{"by": "a@b.c", "reason": "waiting on legal", "until": "2026-03-10T09:00:00+01:00"}',
+        SnoozeRequest)
+    assert by_moment.expiry(now) == datetime(2026, 3, 10, 8, tzinfo=UTC)
+    for bad in (b'{"by": "x", "reason": "r"}',
+                b'{"by": "x", "reason": "r", "hours": 1, "until": "2026-03-10T09:00:00Z"}',
+                b'{"by": "  ", "reason": "r", "hours": 1}',
+                b'{"by": "x", "reason": "", "hours": 1}',
+                b'{"by": "x", "reason": "r", "hours": 0}',
+                b'{"by": "x", "reason": "r", "hours": 100000}'):
+        with pytest.raises(ApiError) as caught:
+            parse_model(bad, SnoozeRequest)
+        assert caught.value.status == 400, bad
+    assert parse_model(b'{"by": "005REP"}', AckRequest).by == "005REP"
+    with pytest.raises(ApiError):
+        parse_model(b'{}', AckRequest)
