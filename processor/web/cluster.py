@@ -24,11 +24,13 @@ from yarl import URL
 from processor.settings import Settings
 from processor.stream.routing import Partitioner
 from processor.web.errors import ApiError
+from processor.web.metrics import FORWARDED
 
 log = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-Hygiene-Forwarded-By"
 _PASSED_HEADERS = ("Authorization", "Content-Type", "Accept")
+_RELAYED_HEADERS = ("WWW-Authenticate", "Retry-After")
 
 
 def advertised_url(settings: Settings) -> str:
@@ -105,9 +107,13 @@ class Cluster:
             async with session.request(request.method, target, headers=headers,
                                        data=body) as response:
                 payload = await response.read()
+                relayed = {name: response.headers[name] for name in _RELAYED_HEADERS
+                           if name in response.headers}
+                FORWARDED.labels(outcome="answered").inc()
                 return web.Response(body=payload, status=response.status,
-                                    content_type=response.content_type)
+                                    content_type=response.content_type, headers=relayed)
         except (TimeoutError, aiohttp.ClientError) as exc:
+            FORWARDED.labels(outcome="unreachable").inc()
             log.warning("forwarding %s %s to %s failed: %r", request.method, request.path,
                         owner, exc)
             raise ApiError(503, "owner_unreachable",

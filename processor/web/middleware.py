@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from processor.web.auth import require_bearer
 from processor.web.errors import ERROR_CODES, ApiError, error_response
+from processor.web.metrics import REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,13 @@ def too_large(limit: int) -> ApiError:
 def guard(token: SecretStr | None, max_body_bytes: int) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await _guarded(request, handler)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        REQUESTS.labels(route=route, status=str(response.status)).inc()
+        return response
+
+    async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.path not in PUBLIC_PATHS:
                 require_bearer(request.headers.get("Authorization"), token)

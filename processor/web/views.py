@@ -19,6 +19,7 @@ from processor.stream.state import load_state
 from processor.stream.topics import TABLE_NAME
 from processor.web.cluster import FORWARDED_HEADER, Cluster, Placement, advertised_url
 from processor.web.errors import ApiError
+from processor.web.metrics import STAGE_GATE_CHECKS
 from processor.web.middleware import guard, parse_model, read_body
 from processor.web.models import StageGateRequest
 from processor.web.openapi import document
@@ -70,6 +71,8 @@ class Api:
             result = check_move(worker.rules, worker.mappings, check, stored, status)
         except CoercionError as exc:
             raise ApiError(400, "invalid_field", str(exc)) from None
+        STAGE_GATE_CHECKS.labels(verdict="passed" if result.passed else "refused",
+                                 stored_state=status).inc()
         return _json(result, 200 if result.passed else 422)
 
     async def opportunity(self, request: web.Request, opportunity_id: str) -> web.Response:
@@ -94,6 +97,11 @@ def register(worker: Worker) -> Api:
     api = Api(worker)
     aiohttp_app = cast(web.Application, cast(Any, app.web).web_app)
     aiohttp_app.middlewares.append(guard(settings.api_token, settings.api_max_body_bytes))
+
+    async def close_client(_: web.Application) -> None:
+        await api.cluster.close()
+
+    aiohttp_app.on_cleanup.append(close_client)
     if settings.api_token is None or not settings.api_token.get_secret_value():
         log.error("HYGIENE_API_TOKEN is not set: the HTTP API refuses every route but "
                   "/healthz, /readyz and /metrics (503 api_disabled)")

@@ -311,6 +311,7 @@ def test_health_and_metrics_need_no_token(cluster: Cluster) -> None:
     assert call(port, "GET", "/readyz").json() == {"ready": True}
     metrics = call(port, "GET", "/metrics")
     assert metrics.status == 200 and b"hygiene_changes_applied_total" in metrics.body
+    assert b'hygiene_api_requests_total{route="/healthz",status="200"}' in metrics.body
 
 
 def test_oversized_bodies_are_413_announced_or_chunked(cluster: Cluster) -> None:
@@ -424,3 +425,51 @@ def test_without_a_configured_token_the_api_refuses_and_says_so(
             assert "HYGIENE_API_TOKEN is not set" in worker.log_text()
         finally:
             worker.cleanup()
+
+
+# ---- the owner gone -----------------------------------------------------------------
+
+
+def test_a_dead_owner_is_503_until_the_group_moves_its_partitions(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """SIGKILLed, the owner leaves no goodbye: until the group notices, the
+    survivor still routes its partitions to it and must say it cannot answer
+    (not hang, not 500); once they move, it answers for all of them itself."""
+    with Kafka(kafka_bootstrap) as kafka:
+        stream = Stream.unique(kafka_bootstrap, "web-dead")
+        stream.create_topics(kafka)
+        env = {"HYGIENE_API_TOKEN": TOKEN}
+        survivor, victim = (WorkerProcess(n, stream, tmp_path, **env) for n in ("s", "v"))
+        try:
+            survivor.start().wait_ready(90)
+            victim.start().wait_ready(90)
+            wait_for(lambda: len(kafka.assignment(stream.app_id, stream.changes)) == 2
+                     and all(kafka.assignment(stream.app_id, stream.changes).values()),
+                     90, "both workers own partitions")
+            survivor.wait_ready(90)
+            partition_of = Partitioner(PARTITIONS)
+            ids: dict[int, str] = {}
+            n = 0
+            while len(ids) < PARTITIONS:
+                ids.setdefault(partition_of(f"gone-{n}"), f"gone-{n}")
+                n += 1
+            victim.kill()
+            statuses = {}
+            for opp in ids.values():
+                reply = call(survivor.port, "GET", f"/v1/opportunities/{opp}", headers=AUTH)
+                statuses[opp] = (reply.status, reply.json()["error"])
+            assert set(statuses.values()) == {(404, "not_found"), (503, "owner_unreachable")}, \
+                statuses
+
+            def all_local() -> bool:
+                return all(
+                    call(survivor.port, "GET", f"/v1/opportunities/{opp}",
+                         headers=AUTH).status == 404
+                    for opp in ids.values())
+
+            wait_for(all_local, 120, "the survivor answers for every partition",
+                     interval=1, explain=survivor.log_tail)
+        finally:
+            survivor.cleanup()
+            victim.cleanup()
