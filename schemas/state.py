@@ -19,6 +19,22 @@ Observation = tuple[int, str, dict[str, Any]]
 """(order stamp, event id, tracked field values carried by that event)."""
 
 
+class Memo:
+    """Derived data cached beside a state in memory, never serialized. A state
+    read back from storage starts with an empty memo, and the engine then
+    derives in full; so the memo can only save work, never change a result."""
+
+    __slots__ = ("evaluated", "walk")
+
+    def __init__(self) -> None:
+        self.walk: Any = None
+        """The stage-history walk at the end of the timeline (core.timeline)."""
+        self.evaluated: tuple[int, int | None] | None = None
+        """(time of the last rule evaluation, when a time-driven verdict can
+        next change): lets the engine re-run only the checks whose inputs
+        changed (core.engine)."""
+
+
 class OpportunityState(Record):
     opportunity_id: str
     fields: dict[str, Any] = Field(default_factory=dict)
@@ -71,8 +87,14 @@ class OpportunityState(Record):
             return {name: int(stamp) for stamp, names in value.items() for name in names}
         return value
 
-    _transitions: list[Any] | None = PrivateAttr(default=None)
-    """Derived stage transitions, cached in memory only (see core.timeline)."""
+    _memo: Memo = PrivateAttr(default_factory=lambda: Memo())
+
+    @property
+    def memo(self) -> Memo:
+        """What the engine derived last time, kept beside the state in memory
+        only (a plain slot object: pydantic's private-attribute lookup costs
+        more than the work it would save)."""
+        return self.__pydantic_private__["_memo"]  # type: ignore[index, no-any-return]
 
     @property
     def needs_resync(self) -> bool:

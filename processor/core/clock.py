@@ -47,6 +47,7 @@ def iso_day(ms: int) -> str:
     return _iso_of_day(ms // DAY_MS)
 
 
+@lru_cache(maxsize=16384)
 def day_start_ms(iso: str) -> int:
     return to_ms(datetime.fromisoformat(iso).replace(tzinfo=UTC))
 

@@ -15,21 +15,51 @@ from processor.core import timeline
 from processor.core.alerts import build_alert, build_close_out, build_resolution
 from processor.core.clock import day_start_ms, from_ms, order_stamp, to_ms
 from processor.core.outcome import Outcome
-from processor.rules.checks import Finding, evaluate, next_due
+from processor.rules.checks import (
+    STRUCTURAL_FIELDS,
+    TIME_GROUPS,
+    Finding,
+    evaluate,
+    field_groups,
+    next_due,
+    rules_of,
+)
 from processor.rules.config import Pipeline, RuleSet
 from schemas import OpportunityChange, OpportunityState, StageHistoryRecord
 
 CONTACTS_CAP = 20
 _TRACKED = (*f.TRACKED, f.DELETED)
+_NOTHING: frozenset[str] = frozenset()
+
+_BOOKKEEPING_GROUPS = {"last_activity_ms": "activity", "created_ms": "activity",
+                       "contacts": "threading"}
+"""State aggregates the checks read, by the group that reads them."""
+_STRUCTURAL_BOOKKEEPING = frozenset({"gap_stamp", "full_stamp", "merged_into"})
+"""Aggregates that decide which checks apply at all (resync, merged)."""
+
+_DUE_INPUTS = TIME_GROUPS
+"""``next_due`` reads only what the time-driven groups read (and structural
+fields, which re-run everything)."""
+
+_COVERED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _covered(groups: frozenset[str]) -> frozenset[str]:
+    """The rule ids decided by these groups (memoized: few combinations occur)."""
+    covered = _COVERED.get(groups)
+    if covered is None:
+        covered = _COVERED[groups] = rules_of(groups)
+    return covered
 
 
 class Engine:
     """The rules engine bound to one rule set."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("_field_groups", "rules")
 
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
+        self._field_groups = field_groups(rules)
 
     # ---- events -----------------------------------------------------------
     def apply(
@@ -43,27 +73,59 @@ class Engine:
         stamp = order_stamp(occurred, change.sequence, change.event_id)
         values = _values_of(change)
 
+        # Which check groups read something this change altered (None: all):
+        # the rest keep their verdict, so evaluation costs what changed.
+        dirty: set[str] | None = set()
+        groups_of = self._field_groups
         for name, value in values.items():
             if _last_writer_wins(state, name, value, stamp):
                 outcome.changed = True
-        if _merge_bookkeeping(state, change, occurred, stamp, values):
+                if name in STRUCTURAL_FIELDS:
+                    dirty = None
+                elif dirty is not None and name in groups_of:
+                    dirty |= groups_of[name]
+        touched = _merge_bookkeeping(state, change, occurred, stamp, values)
+        if touched:
             outcome.changed = True
+            if dirty is not None:
+                if touched & _STRUCTURAL_BOOKKEEPING:
+                    dirty = None
+                else:
+                    dirty.update(_BOOKKEEPING_GROUPS[name] for name in touched
+                                 if name in _BOOKKEEPING_GROUPS)
+        summary_before = (state.stage_entered_ms, state.close_pushes, state.close_slip_days)
 
         tracked = {k: values[k] for k in _TRACKED if k in values}
-        before: list[timeline.Transition] | None = None
-        if tracked:
-            before = timeline.published(state, self.rules)
-            if timeline.insert(state, stamp, timeline.observation_id(change.event_id, tracked),
-                               tracked):
-                outcome.changed = True
-            else:
-                before = None
         new_transitions: list[timeline.Transition] = []
-        if before is not None:
-            new_transitions = self._republish(state, before, outcome)
-            timeline.compact(state, self.rules)
+        if tracked:
+            rules = self.rules
+            before = timeline.published(state, rules)
+            known = len(before)
+            position = timeline.insert(
+                state, stamp, timeline.observation_id(change.event_id, tracked), tracked)
+            if position >= 0:
+                outcome.changed = True
+                extended = (timeline.extend(state, rules)
+                            if position == len(state.timeline) - 1 else None)
+                if extended is not None:
+                    # Appended in order: earlier transitions cannot have changed.
+                    transitions, summary = extended
+                    new_transitions = transitions[known:]
+                    self._summarize(state, summary)
+                    for transition in new_transitions:
+                        outcome.history.append(
+                            _history_record(state, transition, retracted=False))
+                else:
+                    new_transitions = self._republish(state, list(before), outcome)
+                timeline.compact(state, rules)
 
-        self._reconcile(state, state.high_water_ms, change.event_id, outcome)
+        if dirty is not None:
+            if state.stage_entered_ms != summary_before[0]:
+                dirty.add("time_in_stage")
+            if (state.close_pushes, state.close_slip_days) != summary_before[1:]:
+                dirty.add("close_date")
+        self._reconcile(state, state.high_water_ms, change.event_id, outcome,
+                        None if dirty is None else frozenset(dirty))
         self._notices(state, new_transitions, change.event_id, outcome)
         return state, outcome
 
@@ -73,13 +135,18 @@ class Engine:
         latest event seen, so a lagging clock cannot reopen what an event
         closed)."""
         outcome = Outcome()
-        self._reconcile(state, max(now_ms, state.high_water_ms), None, outcome)
+        self._reconcile(state, max(now_ms, state.high_water_ms), None, outcome, _NOTHING)
         return outcome
 
     def next_due(self, state: OpportunityState, now_ms: int) -> int | None:
         """When a sweep next needs to look at this opportunity (None: never,
         until an event changes it)."""
-        return next_due(state, self.rules, max(now_ms, state.high_water_ms))
+        now_ms = max(now_ms, state.high_water_ms)
+        evaluated = state.memo.evaluated
+        if evaluated is not None and evaluated[0] <= now_ms and (
+                evaluated[1] is None or now_ms < evaluated[1]):
+            return evaluated[1]  # nothing fell due since: the same answer
+        return next_due(state, self.rules, now_ms)
 
     def findings(self, state: OpportunityState, now_ms: int) -> dict[str, Finding]:
         return evaluate(state, self.rules, max(now_ms, state.high_water_ms))
@@ -89,9 +156,7 @@ class Engine:
         self, state: OpportunityState, before: list[timeline.Transition], outcome: Outcome
     ) -> list[timeline.Transition]:
         after, summary = timeline.derive(state, self.rules)
-        state.stage_entered_ms = summary.stage_entered_ms
-        state.close_pushes = summary.close_pushes
-        state.close_slip_days = summary.close_slip_days
+        self._summarize(state, summary)
         previous = {t.event_id: t for t in before}
         current_ids = set()
         new: list[timeline.Transition] = []
@@ -107,18 +172,51 @@ class Engine:
                 outcome.history.append(_history_record(state, old, retracted=True))
         return new
 
+    @staticmethod
+    def _summarize(state: OpportunityState, summary: timeline.Summary) -> None:
+        state.stage_entered_ms = summary.stage_entered_ms
+        state.close_pushes = summary.close_pushes
+        state.close_slip_days = summary.close_slip_days
+
     def _reconcile(
-        self, state: OpportunityState, now_ms: int, event_id: str | None, outcome: Outcome
+        self,
+        state: OpportunityState,
+        now_ms: int,
+        event_id: str | None,
+        outcome: Outcome,
+        dirty: frozenset[str] | None,
     ) -> None:
         """Alerts are the edges of the condition set: open what appeared,
-        resolve what cleared."""
+        resolve what cleared.
+
+        Only the ``dirty`` check groups are evaluated (None: all), plus the
+        time-driven ones once the last evaluation's due time has passed. That
+        is exact, not a heuristic: every other group reads nothing that
+        changed, so its verdict (the open alerts it decided) still holds. The
+        last evaluation lives beside the state in memory only; a state fresh
+        from storage, or a clock behind that evaluation, evaluates in full."""
         rules = self.rules
-        found = evaluate(state, rules, now_ms)
+        evaluated = state.memo.evaluated
+        groups: frozenset[str] | None = dirty
+        if evaluated is None or now_ms < evaluated[0]:
+            groups = None
+        elif groups is not None and evaluated[1] is not None and now_ms >= evaluated[1]:
+            groups = groups | TIME_GROUPS
+        if groups is not None and not groups:
+            return
+        found = evaluate(state, rules, now_ms, groups)
+        if evaluated is not None and groups is not None and not groups & _DUE_INPUTS:
+            due = evaluated[1]  # nothing a due time reads changed; it is still ahead
+        else:
+            due = next_due(state, rules, now_ms)
+        state.memo.evaluated = (now_ms, due)
         open_alerts = state.open_alerts
         if not found and not open_alerts:
             return
         pipeline = rules.pipeline_for(state.fields.get(f.PIPELINE))
-        for rule_id in [r for r in open_alerts if r not in found]:
+        covered = None if groups is None else _covered(groups)
+        for rule_id in [r for r in open_alerts
+                        if r not in found and (covered is None or r in covered)]:
             opened = open_alerts.pop(rule_id)
             reason = _resolution_reason(state, pipeline)
             outcome.alerts.append(
@@ -203,9 +301,10 @@ def _merge_bookkeeping(
     occurred: int,
     stamp: int,
     values: dict[str, Any],
-) -> bool:
-    """Order-independent aggregates: maxima, minima and sets."""
-    changed = False
+) -> set[str]:
+    """Order-independent aggregates: maxima, minima and sets. Answers which
+    attributes moved (high_water_ms too, which no check reads)."""
+    touched: set[str] = set()
     activity: int | None = occurred if change.op == "activity" else None
     last_day = values.get(f.LAST_ACTIVITY_DATE)
     if isinstance(last_day, str):
@@ -214,29 +313,29 @@ def _merge_bookkeeping(
     if activity is not None and (state.last_activity_ms is None
                                  or activity > state.last_activity_ms):
         state.last_activity_ms = activity
-        changed = True
+        touched.add("last_activity_ms")
     for contact in change.contact_ids:
         if contact not in state.contacts:
             state.contacts.append(contact)
             state.contacts.sort()
             del state.contacts[CONTACTS_CAP:]
-            changed = True
+            touched.add("contacts")
     if change.full and stamp > state.full_stamp:
         state.full_stamp = stamp
-        changed = True
+        touched.add("full_stamp")
     if change.op == "gap" and stamp > state.gap_stamp:
         state.gap_stamp = stamp
-        changed = True
+        touched.add("gap_stamp")
     if change.op == "merge" and change.merged_into and state.merged_into != change.merged_into:
         state.merged_into = change.merged_into
-        changed = True
+        touched.add("merged_into")
     if state.created_ms is None or occurred < state.created_ms:
         state.created_ms = occurred
-        changed = True
+        touched.add("created_ms")
     if occurred > state.high_water_ms:
         state.high_water_ms = occurred
-        changed = True
-    return changed
+        touched.add("high_water_ms")
+    return touched
 
 
 def _resolution_reason(state: OpportunityState, pipeline: Pipeline) -> str:

@@ -40,6 +40,7 @@ class Transition:
 
     kind: str
     event_id: str
+    stamp: int
     at_ms: int
     previous_stage: str | None
     new_stage: str | None
@@ -73,19 +74,22 @@ def observation_id(event_id: str, values: dict[str, Any]) -> str:
     return event_id if (f.STAGE in values or f.DELETED in values) else ""
 
 
-def insert(state: OpportunityState, stamp: int, event_id: str, values: dict[str, Any]) -> bool:
-    """Puts an observation in event-time order; False for a duplicate or for
-    one older than what has been folded away."""
+def insert(state: OpportunityState, stamp: int, event_id: str, values: dict[str, Any]) -> int:
+    """Puts an observation in event-time order and answers where (-1 for a
+    duplicate or for one older than what has been folded away)."""
     if state.base_stamp and stamp <= state.base_stamp:
-        return False
+        return -1
     timeline = state.timeline
+    if not timeline or (timeline[-1][0], timeline[-1][1]) < (stamp, event_id):
+        timeline.append((stamp, event_id, values))  # in order: the usual case
+        return len(timeline) - 1
     position = bisect_left(timeline, (stamp, event_id), key=lambda o: (o[0], o[1]))
     if position < len(timeline):
         existing = timeline[position]
         if existing[0] == stamp and existing[1] == event_id and (event_id or existing[2] == values):
-            return False
+            return -1
     timeline.insert(position, (stamp, event_id, values))
-    return True
+    return position
 
 
 @dataclass(slots=True)
@@ -101,6 +105,7 @@ class _Walk:
     started: bool = False
     stage: str | None = None
     deleted: bool = False
+    stamp: int = 0
     transitions: list[Transition] = field(default_factory=list)
 
     @classmethod
@@ -132,6 +137,7 @@ class _Walk:
 
     def step(self, observation: Observation) -> None:
         stamp, event_id, changed = observation
+        self.stamp = stamp
         new_close = changed.get(f.CLOSE_DATE)
         if new_close is not None:
             old_close = self.values.get(f.CLOSE_DATE)
@@ -182,6 +188,7 @@ class _Walk:
             Transition(
                 kind=kind,
                 event_id=event_id,
+                stamp=self.stamp,
                 at_ms=at,
                 previous_stage=previous,
                 new_stage=new,
@@ -210,17 +217,30 @@ def derive(state: OpportunityState, rules: RuleSet) -> tuple[list[Transition], S
     walk = _Walk.from_base(state, rules)
     for observation in state.timeline:
         walk.step(observation)
-    state._transitions = walk.transitions
+    state.memo.walk = walk
+    return walk.transitions, walk.summary()
+
+
+def extend(state: OpportunityState, rules: RuleSet) -> tuple[list[Transition], Summary] | None:
+    """Steps the cached walk over the observation just appended at the end of
+    the timeline, instead of walking the whole timeline again: in-order
+    delivery, the usual case, then costs one step, not up to TIMELINE_CAP.
+    None when no walk is cached (the caller derives)."""
+    walk: _Walk | None = state.memo.walk
+    if walk is None or walk.rules is not rules:
+        return None
+    walk.step(state.timeline[-1])
     return walk.transitions, walk.summary()
 
 
 def published(state: OpportunityState, rules: RuleSet) -> list[Transition]:
     """The transitions as last derived: kept beside the state in memory (not
     serialized) so a change derives the history once, not twice."""
-    cached = state._transitions
-    if cached is None:
-        cached, _ = derive(state, rules)
-    return cached
+    walk: _Walk | None = state.memo.walk
+    if walk is None or walk.rules is not rules:
+        transitions, _ = derive(state, rules)
+        return transitions
+    return walk.transitions
 
 
 def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) -> None:
@@ -232,6 +252,10 @@ def compact(state: OpportunityState, rules: RuleSet, cap: int = TIMELINE_CAP) ->
     for observation in state.timeline[:excess]:
         walk.step(observation)
     state.base = walk.to_base()
-    state.base_stamp = state.timeline[excess - 1][0]
+    state.base_stamp = base_stamp = state.timeline[excess - 1][0]
     del state.timeline[:excess]
-    state._transitions = None  # folded transitions are no longer derivable
+    # The walk's end is the same from the new base; only the transitions of the
+    # folded observations are no longer derivable, so they leave the cache.
+    cached: _Walk | None = state.memo.walk
+    if cached is not None:
+        cached.transitions = [t for t in cached.transitions if t.stamp > base_stamp]

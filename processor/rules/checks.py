@@ -13,6 +13,7 @@ supersedes the plain no-activity alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,7 @@ def _gate(ctx: Context, rules: RuleSet) -> list[Finding]:
     return found
 
 
-def _activity(ctx: Context) -> list[Finding]:
+def _activity(ctx: Context, rules: RuleSet) -> list[Finding]:
     last = ctx.last_touch_ms()
     if last is None:
         return []
@@ -124,7 +125,7 @@ def _activity(ctx: Context) -> list[Finding]:
     return []
 
 
-def _time_in_stage(ctx: Context) -> list[Finding]:
+def _time_in_stage(ctx: Context, rules: RuleSet) -> list[Finding]:
     limit = ctx.stage.max_days_in_stage
     entered = ctx.state.stage_entered_ms
     if limit is None or entered is None:
@@ -183,7 +184,7 @@ def _close_date(ctx: Context, rules: RuleSet) -> list[Finding]:
     return found
 
 
-def _next_meeting(ctx: Context) -> list[Finding]:
+def _next_meeting(ctx: Context, rules: RuleSet) -> list[Finding]:
     if not ctx.applies("next_meeting_missing"):
         return []
     meeting = ctx.values.get(f.NEXT_MEETING_DATE)
@@ -222,7 +223,7 @@ def _forecast_category(ctx: Context, rules: RuleSet) -> list[Finding]:
     )]
 
 
-def _amount(ctx: Context) -> list[Finding]:
+def _amount(ctx: Context, rules: RuleSet) -> list[Finding]:
     if not ctx.applies("amount_invalid"):
         return []
     amount = ctx.values.get(f.AMOUNT)
@@ -238,7 +239,7 @@ def _amount(ctx: Context) -> list[Finding]:
     )]
 
 
-def _next_step(ctx: Context) -> list[Finding]:
+def _next_step(ctx: Context, rules: RuleSet) -> list[Finding]:
     if not ctx.applies("next_step_missing"):
         return []
     step = ctx.values.get(f.NEXT_STEP)
@@ -255,7 +256,7 @@ def _next_step(ctx: Context) -> list[Finding]:
     )]
 
 
-def _threading(ctx: Context) -> list[Finding]:
+def _threading(ctx: Context, rules: RuleSet) -> list[Finding]:
     t = ctx.pipeline.thresholds.single_threaded
     amount = ctx.values.get(f.AMOUNT)
     if amount is None or amount < t.min_amount:
@@ -332,30 +333,82 @@ def next_due(state: OpportunityState, rules: RuleSet, now_ms: int) -> int | None
     return min(later) if later else None
 
 
-def evaluate(state: OpportunityState, rules: RuleSet, now_ms: int) -> dict[str, Finding]:
-    """Conditions that hold for this opportunity at ``now_ms``; pure."""
+Check = Callable[[Context, RuleSet], list[Finding]]
+
+CHECKS: dict[str, tuple[Check, frozenset[str]]] = {
+    "gate": (_gate, frozenset({"stage_gate_missing_fields", "stage_gate_junk_values"})),
+    "activity": (_activity, frozenset({"stale_close_out", "stale_no_activity"})),
+    "time_in_stage": (_time_in_stage, frozenset({"stale_in_stage"})),
+    "close_date": (_close_date, frozenset({"close_date_past", "parked_close_date",
+                                           "close_date_slipping"})),
+    "next_meeting": (_next_meeting, frozenset({"next_meeting_missing"})),
+    "forecast": (_forecast_category, frozenset({"forecast_category_mismatch"})),
+    "amount": (_amount, frozenset({"amount_invalid"})),
+    "next_step": (_next_step, frozenset({"next_step_missing"})),
+    "threading": (_threading, frozenset({"single_threaded"})),
+}
+"""Each check of an open stage and the rule ids it decides. A group is the
+unit of incremental evaluation: a change re-runs only the groups that read
+what it changed (see ``field_groups``)."""
+
+TIME_GROUPS = frozenset({"activity", "time_in_stage", "close_date", "next_meeting", "next_step"})
+"""Groups whose verdict can change with time alone; ``next_due`` says when."""
+
+STRUCTURAL_FIELDS = frozenset({f.STAGE, f.PIPELINE, f.DELETED})
+"""Fields that decide which checks apply at all: a change re-runs everything."""
+
+_FIELD_GROUPS: dict[str, frozenset[str]] = {
+    f.AMOUNT: frozenset({"amount", "threading"}),
+    f.CONTACT_COUNT: frozenset({"threading"}),
+    f.CLOSE_DATE: frozenset({"close_date"}),
+    f.NEXT_MEETING_DATE: frozenset({"next_meeting"}),
+    f.NEXT_STEP: frozenset({"next_step"}),
+    f.NEXT_STEP_DATE: frozenset({"next_step"}),
+    f.FORECAST_CATEGORY: frozenset({"forecast"}),
+}
+
+
+def field_groups(rules: RuleSet) -> dict[str, frozenset[str]]:
+    """Field -> the check groups that read it (structural fields excluded):
+    the static table plus every field some stage's gate requires."""
+    table = dict(_FIELD_GROUPS)
+    gate = frozenset({"gate"})
+    for pipeline in rules.pipelines:
+        for required in pipeline.required_by_position:
+            for name in required:
+                table[name] = table.get(name, frozenset()) | gate
+    return table
+
+
+def rules_of(groups: frozenset[str]) -> frozenset[str]:
+    return frozenset().union(*(CHECKS[g][1] for g in groups))
+
+
+def evaluate(
+    state: OpportunityState,
+    rules: RuleSet,
+    now_ms: int,
+    groups: frozenset[str] | None = None,
+) -> dict[str, Finding]:
+    """Conditions that hold for this opportunity at ``now_ms``; pure. With
+    ``groups``, only those checks run (the caller knows nothing else they
+    read changed), and the answer covers only their rule ids."""
     values = state.fields
     if values.get(f.DELETED) or state.merged_into is not None:
         return {}
     found: list[Finding] = []
     pipeline = rules.pipeline_for(values.get(f.PIPELINE))
-    if state.needs_resync:
+    if groups is None and state.needs_resync:
         found.append(_resync(state))
     raw_stage = values.get(f.STAGE)
     position = pipeline.stage_position(raw_stage)
     if position is None:
-        if raw_stage is not None:
+        if groups is None and raw_stage is not None:
             found.append(_unknown_stage(raw_stage, pipeline))
     elif not pipeline.stages[position].closed:
         ctx = Context(state, values, pipeline, position, pipeline.stages[position], now_ms,
                       iso_day(now_ms))
-        found += _gate(ctx, rules)
-        found += _activity(ctx)
-        found += _time_in_stage(ctx)
-        found += _close_date(ctx, rules)
-        found += _next_meeting(ctx)
-        found += _forecast_category(ctx, rules)
-        found += _amount(ctx)
-        found += _next_step(ctx)
-        found += _threading(ctx)
+        for name, (check, _) in CHECKS.items():
+            if groups is None or name in groups:
+                found += check(ctx, rules)
     return {x.rule_id: x for x in found if pipeline.enabled(x.rule_id)}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.rules import default_rules
@@ -183,3 +187,32 @@ def test_timeline_is_compacted_and_state_stays_small() -> None:
     # Worst case (120 amount edits, several alerts open): bounded by the cap.
     # The 2 KB target is for a typical opportunity; bench/ measures it.
     assert len(state.model_dump_json(exclude_defaults=True)) < 3500
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "broken", "fixed"),
+    [
+        ("single_threaded", {"amount": 300000.0}, {"contact_count": 4}),
+        ("amount_invalid", {"amount": 0.0}, {"amount": 90000.0}),
+        ("next_step_missing", {"next_step": None}, {"next_step": "Security review"}),
+        ("next_meeting_missing", {"next_meeting_date": None}, {"next_meeting_date": "2026-01-16"}),
+        ("forecast_category_mismatch", {"stage": "Discovery"}, {"forecast_category": "Pipeline"}),
+        ("stage_gate_missing_fields", {"champion": None}, {"champion": "Dana Ruiz"}),
+        ("stage_gate_junk_values", {"champion": "asdf"}, {"champion": "Dana Ruiz"}),
+        ("close_date_past", {"close_date": "2026-01-02"}, {"close_date": "2026-02-27"}),
+    ],
+)
+def test_a_change_to_one_input_re_evaluates_the_rule_that_reads_it(
+    rule_id: str, broken: dict[str, Any], fixed: dict[str, Any]
+) -> None:
+    """Evaluation is incremental (only the checks reading a changed input run):
+    a change carrying nothing but the fix must still resolve the alert."""
+    fields = {**HEALTHY_NEGOTIATION, **broken}
+    nulled = [name for name, value in fields.items() if value is None]
+    fields = {name: value for name, value in fields.items() if value is not None}
+    state, _ = run(change(0, **fields, nulled=nulled), change(1, contacts=["c1"]))
+    assert rule_id in state.open_alerts
+    fix = {name: value for name, value in fixed.items() if value is not None}
+    state, outcome = ENGINE.apply(state, change(2, **fix))
+    assert rule_id not in state.open_alerts
+    assert [r.rule_id for r in outcome.alerts if isinstance(r, Resolution)] == [rule_id]
