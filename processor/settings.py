@@ -7,8 +7,10 @@ so they never appear in logs or reprs.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -38,6 +40,10 @@ class Topics(BaseSettings):
     override_log: str = "forecast.override-log"
     commands: str = "crm.commands"
     dead_letter: str = "hygiene.dead-letter"
+    owner_queues: str = Field(
+        default="hygiene.owner-queues",
+        description="Internal: each opportunity's hygiene-queue entry, keyed by owner id.",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -76,6 +82,25 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="How often time-driven rules are re-evaluated."
     )
 
+    # Weekly hygiene digests
+    digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(
+        default="mon", description="Day of the week the digests go out."
+    )
+    digest_time: time = Field(
+        default=time(8, 0), description="Local time the digests go out (HH:MM[:SS])."
+    )
+    digest_timezone: str = Field(
+        default="UTC", description="IANA time zone of the digest schedule, e.g. Europe/Paris."
+    )
+    digest_check_seconds: float = Field(
+        default=30.0, gt=0, description="How often a worker checks whether a digest run is due."
+    )
+    queue_tombstone_days: int = Field(
+        default=14, gt=0,
+        description="Days a removed queue entry is remembered (guards against stale updates; "
+        "its owner gets an empty digest meanwhile).",
+    )
+
     # HTTP
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, gt=0, lt=65536)
@@ -98,6 +123,15 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = "redis://localhost:6379/0"
     redis_password: SecretStr | None = None
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
 
     @property
     def topics(self) -> Topics:

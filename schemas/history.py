@@ -16,7 +16,9 @@ from pydantic import Field
 
 from ._base import Record, UtcDatetime
 
-TransitionType = Literal["created", "stage_changed", "deleted", "restored"]
+TransitionType = Literal["created", "stage_changed", "category_changed", "deleted", "restored"]
+"""``category_changed``: the forecast category moved within one stage
+(previous_stage == new_stage); stage intervals are built from the others."""
 
 
 class StageHistoryRecord(Record):

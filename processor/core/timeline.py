@@ -30,7 +30,8 @@ _ENTERED = "_entered"
 _PUSHES = "_pushes"
 _FIRST_CLOSE = "_first_close"
 _STARTED = "_started"
-_CONTEXT_KEYS = (_ENTERED, _PUSHES, _FIRST_CLOSE, _STARTED)
+_CATEGORY = "_category"
+_CONTEXT_KEYS = (_ENTERED, _PUSHES, _FIRST_CLOSE, _STARTED, _CATEGORY)
 
 
 @dataclass(slots=True)
@@ -67,11 +68,15 @@ def record_id(opportunity_id: str, event_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{opportunity_id}\x1f{event_id}"))
 
 
+_NAMING_FIELDS = (f.STAGE, f.DELETED, f.FORECAST_CATEGORY, f.PIPELINE)
+
+
 def observation_id(event_id: str, values: dict[str, Any]) -> str:
-    """Only observations that can start a transition need their event id (it
-    names the record); the rest keep an empty id, since event ids (Salesforce's
-    run to ~60 characters) would otherwise dominate the state's size."""
-    return event_id if (f.STAGE in values or f.DELETED in values) else ""
+    """Only observations that can start a transition (a stage, pipeline,
+    deletion or forecast-category change) need their event id (it names the record); the
+    rest keep an empty id, since event ids (Salesforce's run to ~60
+    characters) would otherwise dominate the state's size."""
+    return event_id if any(name in values for name in _NAMING_FIELDS) else ""
 
 
 def insert(state: OpportunityState, stamp: int, event_id: str, values: dict[str, Any]) -> int:
@@ -105,6 +110,7 @@ class _Walk:
     started: bool = False
     stage: str | None = None
     deleted: bool = False
+    category: str | None = None
     stamp: int = 0
     transitions: list[Transition] = field(default_factory=list)
 
@@ -123,17 +129,35 @@ class _Walk:
         )
         walk.stage = walk._canonical_stage()
         walk.deleted = bool(values.get(f.DELETED, False))
+        # States folded before categories were tracked have no _category.
+        walk.category = base[_CATEGORY] if _CATEGORY in base else (
+            walk._category() if walk.started else None)
         return walk
 
     def to_base(self) -> dict[str, Any]:
         base = dict(self.values)
         base.update({_ENTERED: self.entered, _PUSHES: self.pushes,
-                     _FIRST_CLOSE: self.first_close, _STARTED: self.started})
+                     _FIRST_CLOSE: self.first_close, _STARTED: self.started,
+                     _CATEGORY: self.category})
         return base
 
     def _canonical_stage(self) -> str | None:
         pipeline = self.rules.pipeline_for(self.values.get(f.PIPELINE))
         return pipeline.canonical_stage(self.values.get(f.STAGE))
+
+    def _category(self) -> str | None:
+        """The standard forecast category now. A closed stage decides it (a won
+        deal is Closed whatever the rep last picked); in open stages the rep's
+        explicit category stands, and the stage's mapping fills in for none."""
+        values = self.values
+        pipeline = self.rules.pipeline_for(values.get(f.PIPELINE))
+        position = pipeline.stage_position(values.get(f.STAGE))
+        stage = pipeline.stages[position] if position is not None else None
+        category = None if stage is not None and stage.closed else (
+            self.rules.standard_category(values.get(f.FORECAST_CATEGORY)))
+        if category is None and stage is not None:
+            category = stage.forecast_category
+        return category
 
     def step(self, observation: Observation) -> None:
         stamp, event_id, changed = observation
@@ -163,7 +187,13 @@ class _Walk:
         elif not deleted and stage != self.stage:
             self._emit("stage_changed", event_id, at, self.stage, stage, self.entered)
             self.entered = at
+        elif not deleted and self._category() != self.category:
+            # Same stage, another forecast category: the rep's call moved, and
+            # forecasting needs when, so it is history too.
+            self._emit("category_changed", event_id, at, stage, stage, self.entered)
         self.stage, self.deleted = stage, deleted
+        if self.started and not deleted:
+            self.category = self._category()
 
     def _emit(
         self,
@@ -178,12 +208,7 @@ class _Walk:
         pipeline = self.rules.pipeline_for(values.get(f.PIPELINE))
         position = pipeline.stage_position(values.get(f.STAGE))
         stage = pipeline.stages[position] if position is not None else None
-        # A closed stage decides the category (a won deal is Closed whatever the
-        # rep last picked); in open stages the rep's explicit category stands.
-        category = None if stage is not None and stage.closed else (
-            self.rules.standard_category(values.get(f.FORECAST_CATEGORY)))
-        if category is None and stage is not None:
-            category = stage.forecast_category
+        category = self._category()
         self.transitions.append(
             Transition(
                 kind=kind,

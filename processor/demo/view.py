@@ -349,6 +349,10 @@ def _amount(amount: float | None, currency: str | None) -> str:
 
 def _transition(record: StageHistoryRecord) -> Text:
     text = Text()
+    if record.transition == "category_changed":
+        text.append(f"{record.new_stage}: forecast ", style="dim")
+        text.append(record.forecast_category or "(none)", style="bold")
+        return text
     text.append(record.previous_stage or "(new)", style="dim")
     text.append(" -> ")
     style = "green" if record.is_won else "red" if record.is_closed else "bold"

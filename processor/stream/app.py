@@ -17,6 +17,7 @@ from processor.sources.mapping import FieldMappings
 from processor.stream import messages
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
+from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
 from processor.web.cluster import advertised_url
@@ -75,10 +76,13 @@ class Worker:
         # codecs keep Faust from encoding them a second time.
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
+        self.owner_queues = OwnerQueueService(app, settings, self.rules.version)
+        engine = Engine(self.rules)
         self.processor = StateProcessor(
-            Engine(self.rules),
+            engine,
             Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
             settings.partitions,
+            regroupings=[self.owner_queues.regrouping(engine)],
         )
         self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
         self.ingest = Ingest(settings, self.mappings)
@@ -102,13 +106,17 @@ class Worker:
             # its states never written. Unacked, it is read again instead.
             manual = stream.noack()
             async for event in manual.events():
-                partition = event.message.partition
+                partition, offset = event.message.partition, event.message.offset
                 message = messages.decode(event.value)
                 if isinstance(message, messages.ChangeBatch):
-                    await processor.handle_changes(message, partition, table, publish)
+                    await processor.handle_changes(message, partition, table, publish,
+                                                   offset=offset)
                 else:
-                    await processor.handle_sweep(message, partition, table, publish)
+                    await processor.handle_sweep(message, partition, table, publish,
+                                                 offset=offset)
                 await manual.ack(event)
+
+        self.owner_queues.wire(publish)
 
         @app.timer(self.settings.sweep_interval_seconds)  # type: ignore[untyped-decorator]
         async def sweep() -> None:

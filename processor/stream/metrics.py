@@ -15,3 +15,16 @@ STAGE_HISTORY = Counter("hygiene_stage_history_total", "Stage-history records pu
 COMMANDS = Counter("hygiene_close_out_commands_total", "Close-out recommendations published")
 SWEEPS = Counter("hygiene_sweeps_total", "Sweeps of one partition's opportunities")
 OPPORTUNITIES = Gauge("hygiene_opportunities", "Opportunities held by this worker (active)")
+QUEUE_UPDATES = Counter(
+    "hygiene_queue_updates_total",
+    "Owner-queue entry updates stored (stale or repeated ones are not)",
+)
+DIGESTS = Counter("hygiene_digests_total", "Weekly digests published")
+DIGEST_RUNS = Counter(
+    "hygiene_digest_runs_total", "Digest runs of one owner-queue partition", ["outcome"]
+)
+DIGEST_CHECKS = Counter(
+    "hygiene_digest_checks_total",
+    "Owner-queue partitions checked by the digest timer: run asked for, or already done",
+    ["outcome"],
+)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.stream import metrics
 from processor.stream.messages import ChangeBatch, SweepTick
+from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
 from schemas import DeadLetter, OpportunityChange, OpportunityState, Record
 
@@ -87,9 +88,18 @@ class PartitionIndex:
 class StateProcessor:
     CACHE_LIMIT = 200_000
 
-    def __init__(self, engine: Engine, topics: Topics, partitions: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        topics: Topics,
+        partitions: int,
+        regroupings: Sequence[Regrouping] = (),
+    ) -> None:
         self.engine = engine
         self.topics = topics
+        self.regroupings = regroupings
+        """Tables keyed by something else than the opportunity (owner
+        queues) that this agent keeps fed with each opportunity's entry."""
         self.index = PartitionIndex(Partitioner(partitions))
         self.cache: dict[bytes, OpportunityState] = {}
         """Decoded states as last written by this worker: parsing a state costs
@@ -112,15 +122,21 @@ class StateProcessor:
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
+        *,
+        offset: int = 0,
     ) -> None:
+        """``offset``: the batch's position in its partition, the version of
+        the regrouped entries it produces (see ``processor.stream.regroup``)."""
         by_opportunity: dict[str, list[OpportunityChange]] = {}
         for change in batch.changes:
             by_opportunity.setdefault(change.opportunity_id, []).append(change)
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
+        outbox = Outbox(self.regroupings, offset)
         try:
-            await self._apply(by_opportunity, partition, table, out, dirty)
+            await self._apply(by_opportunity, partition, table, out, dirty, outbox)
             metrics.CHANGES_APPLIED.inc(len(batch.changes))
+            out.extend(outbox.messages())
             await self._finish(out, dirty, partition, table, publish, now_ms=0)
         except BaseException:
             self._drop(opportunity_id.encode() for opportunity_id in by_opportunity)
@@ -133,10 +149,12 @@ class StateProcessor:
         table: MutableMapping[bytes, bytes],
         out: list[tuple[str, bytes | None, bytes]],
         dirty: dict[bytes, OpportunityState],
+        outbox: Outbox,
     ) -> None:
         for opportunity_id, changes in by_opportunity.items():
             key = opportunity_id.encode()
             state = self._load(key, table)
+            before = outbox.before(state)
             for change in changes:
                 try:
                     state, outcome = self.engine.apply(state, change)
@@ -146,6 +164,7 @@ class StateProcessor:
                     continue
                 self._collect(key, outcome, out)
             if state is not None:
+                outbox.after(state, before, 0)
                 # Stored even when the batch changed nothing: a worker killed
                 # between its RocksDB write and the changelog send restarts
                 # with a local state ahead of the changelog, and the batch's
@@ -162,9 +181,12 @@ class StateProcessor:
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
+        *,
+        offset: int = 0,
     ) -> None:
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
+        outbox = Outbox(self.regroupings, offset)
         now = tick.at_ms
         index = self.index.for_partition(partition, lambda: list(table.items()))
         due_keys = [key for key, due in index.items() if due is not None and due <= now]
@@ -173,11 +195,14 @@ class StateProcessor:
                 state = self._load(key, table)
                 if state is None:
                     continue
+                before = outbox.before(state)
                 outcome = self.engine.sweep(state, now)
+                outbox.after(state, before, now)
                 self._collect(key, outcome, out)
                 # Re-arm even when nothing changed: the next due time moved on.
                 dirty[key] = state
             metrics.SWEEPS.inc()
+            out.extend(outbox.messages())
             await self._finish(out, dirty, partition, table, publish, now_ms=now)
         except BaseException:
             self._drop(due_keys)

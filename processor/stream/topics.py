@@ -17,6 +17,7 @@ from processor.settings import Settings
 from processor.stream.kafka import aiokafka_options
 
 TABLE_NAME = "opportunities"
+OWNER_QUEUE_TABLE = "owner-queues"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-{TABLE_NAME}-changelog"
 
 
+def owner_queue_changelog(settings: Settings) -> str:
+    return f"{settings.app_id}-{OWNER_QUEUE_TABLE}-changelog"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     t = settings.topics
     n = settings.partitions
@@ -38,6 +43,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs += [
         TopicSpec(t.changes, n, False, "normalized changes by opportunity (internal)"),
         TopicSpec(changelog_topic(settings), n, True, "opportunity state changelog (internal)"),
+        TopicSpec(t.owner_queues, n, False, "hygiene-queue entries by owner (internal)"),
+        TopicSpec(owner_queue_changelog(settings), n, True,
+                  "owner hygiene-queue changelog (internal)"),
         TopicSpec(t.alerts, n, False, "alerts and resolutions"),
         TopicSpec(t.digests, n, True, "weekly hygiene queues, one per owner"),
         TopicSpec(t.stage_history, n, False, "stage history for the warehouse"),

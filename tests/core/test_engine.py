@@ -84,6 +84,31 @@ def test_stage_history_has_intervals_in_event_time() -> None:
     assert won.amount == 40000.0 and won.forecast_category == "Closed"
 
 
+def test_a_forecast_category_change_within_a_stage_is_history_too() -> None:
+    """Forecast models need when the rep's call moved, not only the stage:
+    a category change publishes a record; one that comes with a stage move is
+    carried by that move's record; a closed stage decides Closed."""
+    _, outcomes = run(change(0, **HEALTHY_DISCOVERY, event_id="a"),
+                      change(1, forecast_category="Best Case", event_id="b"),
+                      change(2, forecast_category="BEST_CASE", event_id="c"),
+                      change(3, stage="Solution", forecast_category="Commit", event_id="d"),
+                      change(4, forecast_category=None, event_id="e"),
+                      change(5, stage="Closed Won", forecast_category="Pipeline", event_id="f"))
+    records = history(outcomes)
+    assert [(r.transition, r.new_stage, r.forecast_category, r.source_event_id)
+            for r in records] == [
+        ("created", "Discovery", "Pipeline", "a"),
+        ("category_changed", "Discovery", "Best Case", "b"),
+        ("stage_changed", "Solution", "Commit", "d"),
+        ("category_changed", "Solution", "Pipeline", "e"),  # the stage's own mapping
+        ("stage_changed", "Closed Won", "Closed", "f"),
+    ]
+    moved = records[1]
+    assert moved.previous_stage == "Discovery"
+    assert moved.previous_stage_entered_at is not None
+    assert moved.previous_stage_entered_at.isoformat() == "2026-01-05T09:00:00+00:00"
+
+
 def test_stage_aliases_are_canonicalized_in_history() -> None:
     _, outcomes = run(change(0, stage="appointmentscheduled", event_id="a"),
                       change(1, stage="qualifiedtobuy", event_id="b"))

@@ -311,6 +311,7 @@ _TOPIC_ENV = {
     "override_log": "OVERRIDE_LOG",
     "commands": "COMMANDS",
     "dead_letter": "DEAD_LETTER",
+    "owner_queues": "OWNER_QUEUES",
 }
 
 
@@ -361,7 +362,7 @@ class Stream:
             settings = self.settings()
             created = asyncio.run(create_topics(settings))
             names = [spec.name for spec, _ in created]
-        assert len(names) == len(set(names)) == len(_TOPIC_ENV) + 1
+        assert len(names) == len(set(names)) == len(_TOPIC_ENV) + 2  # + changelogs
         wait_for(lambda: kafka.topics_ready(names), 30, f"topics of {self.app_id} have leaders")
 
     @property

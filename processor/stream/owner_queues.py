@@ -1,0 +1,134 @@
+"""The owner-queue agent, its table and the digest timer, wired to one app.
+
+Entries arrive on the owner-queues topic keyed by owner id, so the table's
+slots for an owner all live on that owner's partition (recovered from its
+changelog like the opportunities table). The timer only decides when: it
+asks the owner of each partition this worker actively owns to run the due
+period, and the agent, which alone may write the table, runs it once.
+
+``current(owner_id, now_ms)`` is the entry point for ``GET
+/v1/queues/{owner_id}``; the table is keyed so that Faust's
+``app.table_route(table=..., match_info="owner_id")`` sends a request to the
+worker that owns the owner's partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import faust
+
+from processor.alerts.digest_schedule import WEEKDAYS, WeeklySchedule
+from processor.alerts.owner_queue import OwnerQueueRegrouping, OwnerQueues, Publish
+from processor.core.clock import from_ms
+from processor.core.engine import Engine
+from processor.settings import Settings
+from processor.stream import metrics, regroup
+from processor.stream.routing import Partitioner
+from processor.stream.topics import OWNER_QUEUE_TABLE
+from schemas import Digest
+
+log = logging.getLogger(__name__)
+
+
+def schedule_of(settings: Settings) -> WeeklySchedule:
+    return WeeklySchedule(WEEKDAYS.index(settings.digest_weekday), settings.digest_time,
+                          ZoneInfo(settings.digest_timezone))
+
+
+class QueueUnavailable(Exception):
+    """This worker cannot answer for the owner now: another worker owns the
+    partition, or the partition is being moved or recovered."""
+
+    def __init__(self, owner_id: str, partition: int, reason: str) -> None:
+        super().__init__(f"queue of {owner_id!r} (partition {partition}): {reason}")
+        self.partition = partition
+        self.reason = reason
+
+
+class OwnerQueueService:
+    def __init__(self, app: faust.App, settings: Settings, ruleset_version: str) -> None:
+        self.app = app
+        self.settings = settings
+        topics = settings.topics
+        self.topic = app.topic(topics.owner_queues, key_serializer="raw",
+                               value_serializer="raw", partitions=settings.partitions)
+        self.table = app.Table(OWNER_QUEUE_TABLE, default=None, partitions=settings.partitions,
+                               key_type=bytes, value_type=bytes)
+        self.table.key_serializer = "raw"  # type: ignore[attr-defined]
+        self.table.value_serializer = "raw"  # type: ignore[attr-defined]
+        self.schedule = schedule_of(settings)
+        self.queues = OwnerQueues(settings.partitions, self.schedule, ruleset_version,
+                                  topics.digests, settings.queue_tombstone_days)
+        self.partition_of = Partitioner(settings.partitions)
+        self.topic_name: str = self.topic.get_topic_name()
+
+    def regrouping(self, engine: Engine) -> OwnerQueueRegrouping:
+        """The state agent's side: what it sends to this service's topic."""
+        return OwnerQueueRegrouping(engine, self.settings.topics.owner_queues)
+
+    def wire(self, publish: Publish) -> None:
+        app, queues, table = self.app, self.queues, self.table
+
+        @app.agent(self.topic, name="hygiene.owner-queues")
+        async def owner_queue_agent(stream: Any) -> None:
+            # Acked by hand once handled, for the state agent's reason.
+            manual = stream.noack()
+            async for event in manual.events():
+                partition = event.message.partition
+                message = regroup.decode(event.value)
+                if isinstance(message, regroup.MemberBatch):
+                    queues.apply(message, partition, table)
+                else:
+                    sent = await queues.run_digests(message, partition, table, publish)
+                    if sent:
+                        log.info("published %d digests for %s from partition %d",
+                                 sent, message.period, partition)
+                await manual.ack(event)
+
+        @app.timer(self.settings.digest_check_seconds)  # type: ignore[untyped-decorator]
+        async def digest_timer() -> None:
+            await self.request_digests(int(time.time() * 1000))
+
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.queues.forget()
+
+    def _actives(self) -> set[int]:
+        name = self.topic_name
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == name}
+
+    async def request_digests(self, now_ms: int) -> int:
+        """Asks for the due period's run on each partition this worker
+        actively owns and has not run it yet (standbys skipped; nothing asked
+        mid-rebalance or recovery: the new owner asks on its next check)."""
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            return 0
+        period = self.schedule.period(from_ms(now_ms)).isoformat()
+        asked = 0
+        for partition in sorted(self._actives()):
+            done = self.queues.slots.mark(partition, self.table)
+            if done is not None and done >= period:
+                metrics.DIGEST_CHECKS.labels(outcome="done").inc()
+                continue
+            await self.topic.send(value=regroup.encode_tick(now_ms, period), partition=partition)
+            metrics.DIGEST_CHECKS.labels(outcome="asked").inc()
+            asked += 1
+        return asked
+
+    def current(self, owner_id: str, now_ms: int) -> Digest:
+        """The owner's current hygiene queue (the digest of the current
+        period as it stands at ``now_ms``). Raises QueueUnavailable when this
+        worker does not actively own the owner's partition right now."""
+        partition = self.partition_of(owner_id)
+        app = self.app
+        if app.rebalancing or app.in_recovery:
+            raise QueueUnavailable(owner_id, partition, "rebalancing or recovering")
+        if partition not in self._actives():
+            raise QueueUnavailable(owner_id, partition, "owned by another worker")
+        return self.queues.queue(owner_id, partition, self.table, now_ms)

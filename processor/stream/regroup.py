@@ -1,0 +1,327 @@
+"""Regrouping: state kept per opportunity, read per something else.
+
+The opportunities table is partitioned by opportunity id, but an owner's
+hygiene queue (and, later, a manager's forecast rollup) needs every one of
+that person's opportunities on one partition. So the state agent sends, for
+each opportunity, its *member entry* to a topic keyed by the group (owner,
+manager): when the entry changes, when it moves to another group (a remove
+for the old group, an upsert for the new), and when it stops counting. A
+table partitioned like that topic keeps one slot per (group, member), so a
+group is complete on exactly one partition whatever partitions its members
+live on.
+
+Every update carries a version: the offset of the ``hygiene.changes``
+message whose handling produced it. One opportunity is always handled on one
+partition of that topic, in offset order, and a re-run after a crash handles
+the same message again, so versions only grow per member and a repeat
+carries the version it had. A slot keeps the highest version it saw (a
+removal stays as a small tombstone for a while), so a duplicate or a
+reordered old update can never overwrite a newer one.
+
+This module holds no Faust and no clock: the state agent and the group agent
+hand it their table and time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Annotated, Any, Literal, Protocol
+
+import orjson
+from pydantic import Field, TypeAdapter
+
+from processor.stream.routing import Partitioner
+from schemas import OpportunityState, Record
+
+Membership = tuple[str, Hashable]
+"""(group id, signature): the group an opportunity counts in and a cheap
+summary of what its entry depends on. Equal before and after a change: the
+entry did not change, nothing is sent (the hot path's common case)."""
+
+Payload = dict[str, Any]
+
+
+class Regrouping(Protocol):
+    """One use of the mechanism (owner queues; manager rollups later)."""
+
+    topic: str
+
+    def membership(self, state: OpportunityState) -> Membership | None:
+        """None: the opportunity has no entry in any group."""
+
+    def render(self, state: OpportunityState, now_ms: int) -> Payload | None:
+        """The entry itself (JSON-ready), computed only when the membership
+        changed; None: no entry after all."""
+
+
+# ---- messages on a regrouped topic ------------------------------------------------
+
+
+class MemberUpdate(Record):
+    member: str
+    version: int
+    at_ms: int = Field(description="Evaluation time of the update (event or sweep time).")
+    payload: Payload | None = Field(description="None: the member left the group.")
+
+
+class MemberBatch(Record):
+    kind: Literal["members"] = "members"
+    group: str
+    updates: list[MemberUpdate]
+
+
+class GroupTick(Record):
+    """A periodic job for one partition of the group table (a digest run),
+    sent by a timer to the partition's owner, because only the agent that
+    owns a partition may write its table."""
+
+    kind: Literal["tick"] = "tick"
+    at_ms: int
+    period: str = Field(description="Which run this is; a partition runs each period once.")
+
+
+_MESSAGE: TypeAdapter[MemberBatch | GroupTick] = TypeAdapter(
+    Annotated[MemberBatch | GroupTick, Field(discriminator="kind")]
+)
+
+
+def decode(raw: bytes) -> MemberBatch | GroupTick:
+    return _MESSAGE.validate_json(raw)
+
+
+def encode_tick(at_ms: int, period: str) -> bytes:
+    return orjson.dumps({"kind": "tick", "at_ms": at_ms, "period": period})
+
+
+# ---- the state side: what to send ---------------------------------------------------
+
+
+def moves(
+    before: Membership | None,
+    after: Membership | None,
+    render: Callable[[], Payload | None],
+) -> list[tuple[str, Payload | None]]:
+    """(group, payload or None for a removal) updates turning ``before`` into
+    ``after``; ``render`` is called only when something is to be sent."""
+    if before == after:
+        return []
+    payload = render() if after is not None else None
+    out: list[tuple[str, Payload | None]] = []
+    if before is not None and (payload is None or after is None or before[0] != after[0]):
+        out.append((before[0], None))
+    if after is not None and payload is not None:
+        out.append((after[0], payload))
+    return out
+
+
+@dataclass
+class Outbox:
+    """Collects one handled message's updates, one batch message per
+    (topic, group), for the state agent to publish with its other outputs."""
+
+    regroupings: Sequence[Regrouping]
+    version: int
+    pending: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def before(self, state: OpportunityState | None) -> list[Membership | None]:
+        if state is None:
+            return [None] * len(self.regroupings)
+        return [r.membership(state) for r in self.regroupings]
+
+    def after(
+        self, state: OpportunityState, before: list[Membership | None], now_ms: int
+    ) -> None:
+        at_ms = max(now_ms, state.high_water_ms)
+        for regrouping, old in zip(self.regroupings, before, strict=True):
+            new = regrouping.membership(state)
+            render = partial(regrouping.render, state, at_ms)
+            for group, payload in moves(old, new, render):
+                self.pending.setdefault((regrouping.topic, group), []).append({
+                    "member": state.opportunity_id, "version": self.version,
+                    "at_ms": at_ms, "payload": payload,
+                })
+
+    def messages(self) -> list[tuple[str, bytes, bytes]]:
+        return [
+            (topic, group.encode(),
+             orjson.dumps({"kind": "members", "group": group, "updates": updates}))
+            for (topic, group), updates in self.pending.items()
+        ]
+
+
+# ---- the group side: slots in a table partitioned by group --------------------------
+
+_SEP = b"\x1f"
+_MARK = b"\x00mark\x00"
+_TOMBSTONE_END = b'"payload":null}'
+
+
+def slot_key(group: str, member: str) -> bytes:
+    return group.encode() + _SEP + member.encode()
+
+
+def split_key(key: bytes) -> tuple[str, str] | None:
+    """(group, member), or None for a partition's bookkeeping key."""
+    if key.startswith(_MARK):
+        return None
+    group, _, member = key.partition(_SEP)
+    return group.decode(), member.decode()
+
+
+def mark_key(partition: int) -> bytes:
+    # One per partition: table keys are global, while each partition's
+    # agent writes (and recovers) only its own.
+    return _MARK + str(partition).encode()
+
+
+def encode_slot(update: MemberUpdate) -> bytes:
+    # "payload" last, so a tombstone is recognizable from its bytes alone.
+    return orjson.dumps({"version": update.version, "at_ms": update.at_ms,
+                         "payload": update.payload})
+
+
+def is_tombstone(raw: bytes) -> bool:
+    return raw.endswith(_TOMBSTONE_END)
+
+
+@dataclass(frozen=True)
+class Slot:
+    version: int
+    at_ms: int
+    payload: Payload | None
+
+
+def decode_slot(raw: bytes) -> Slot:
+    data = orjson.loads(raw)
+    return Slot(data["version"], data["at_ms"], data["payload"])
+
+
+def accepted(stored: bytes | None, update: MemberUpdate) -> bytes | None:
+    """The slot's new bytes, or None when the update is older than what the
+    slot holds, or the very same (a duplicate: no write, no changelog
+    traffic). An equal version with other content wins: the same change
+    handled again after a restart, computed by the newer code or rules."""
+    encoded = encode_slot(update)
+    if stored is not None:
+        held = decode_slot(stored).version
+        if update.version < held or (update.version == held and stored == encoded):
+            return None
+    return encoded
+
+
+@dataclass
+class GroupIndex:
+    """Per partition, each group's members (None) and recent removals (when):
+    built lazily from the table after a (re)assignment by reading keys and
+    only the tombstones' bytes, kept current on writes."""
+
+    partition_of: Partitioner
+    groups: dict[int, dict[str, dict[str, int | None]]] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        self.groups.clear()
+
+    def for_partition(
+        self, partition: int, table_items: Callable[[], Iterable[tuple[bytes, bytes]]]
+    ) -> dict[str, dict[str, int | None]]:
+        known = self.groups.get(partition)
+        if known is None:
+            for p in range(self.partition_of.partitions):
+                self.groups.setdefault(p, {})
+            for key, raw in table_items():
+                names = split_key(key)
+                if names is None:
+                    continue
+                group, member = names
+                removed = decode_slot(raw).at_ms if is_tombstone(raw) else None
+                self.groups[self.partition_of(group)].setdefault(group, {})[member] = removed
+            known = self.groups[partition]
+        return known
+
+    def set(self, partition: int, group: str, member: str, removed_at: int | None) -> None:
+        known = self.groups.get(partition)
+        if known is not None:
+            known.setdefault(group, {})[member] = removed_at
+
+    def drop(self, partition: int, group: str, member: str) -> None:
+        members = self.groups.get(partition, {}).get(group)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del self.groups[partition][group]
+
+
+Table = MutableMapping[bytes, bytes]
+
+
+class GroupedTable:
+    """The group agent's reads and writes of its table (Faust-free, like the
+    state processor): slots, the per-partition index, the run marker."""
+
+    def __init__(self, partitions: int) -> None:
+        self.index = GroupIndex(Partitioner(partitions))
+
+    def forget(self) -> None:
+        """Partitions were revoked: what we know may be stale elsewhere."""
+        self.index.forget()
+
+    def _groups(self, partition: int, table: Table) -> dict[str, dict[str, int | None]]:
+        return self.index.for_partition(partition, lambda: list(table.items()))
+
+    def apply(self, batch: MemberBatch, partition: int, table: Table) -> int:
+        """Stores the batch's updates that are newer than their slots;
+        returns how many were stored."""
+        self._groups(partition, table)
+        stored = 0
+        for update in batch.updates:
+            key = slot_key(batch.group, update.member)
+            value = accepted(table.get(key), update)
+            if value is None:
+                continue
+            table[key] = value
+            removed = update.at_ms if update.payload is None else None
+            self.index.set(partition, batch.group, update.member, removed)
+            stored += 1
+        return stored
+
+    def groups(self, partition: int, table: Table) -> list[str]:
+        """Groups with a member or a recent removal on ``partition``."""
+        return sorted(self._groups(partition, table))
+
+    def members(self, group: str, partition: int, table: Table) -> list[Payload]:
+        """The current entries of ``group`` (removals left out)."""
+        members = self._groups(partition, table).get(group, {})
+        found: list[Payload] = []
+        for member, removed in members.items():
+            if removed is not None:
+                continue
+            raw = table.get(slot_key(group, member))
+            if raw is not None and not is_tombstone(raw):
+                payload = decode_slot(raw).payload
+                if payload is not None:
+                    found.append(payload)
+        return found
+
+    def prune(self, partition: int, table: Table, removed_before_ms: int) -> int:
+        """Deletes tombstones older than ``removed_before_ms``: by then no
+        stale update can still be on its way."""
+        pruned = 0
+        for group, members in list(self._groups(partition, table).items()):
+            for member, removed in list(members.items()):
+                if removed is not None and removed < removed_before_ms:
+                    del table[slot_key(group, member)]
+                    self.index.drop(partition, group, member)
+                    pruned += 1
+        return pruned
+
+    @staticmethod
+    def mark(partition: int, table: Table) -> str | None:
+        """The last period this partition's periodic job completed."""
+        raw = table.get(mark_key(partition))
+        return None if raw is None else raw.decode()
+
+    @staticmethod
+    def set_mark(partition: int, table: Table, period: str) -> None:
+        table[mark_key(partition)] = period.encode()
