@@ -17,6 +17,7 @@ from processor.web.models import (
     StageGateRequest,
     StageGateResult,
 )
+from schemas import Digest
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
@@ -28,6 +29,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (ErrorBody, "serialization"),
     (Health, "serialization"),
     (Readiness, "serialization"),
+    (Digest, "serialization"),
 ]
 
 
@@ -103,6 +105,20 @@ def document() -> dict[str, Any]:
                             "schema": {"type": "string", "minLength": 1}}],
             "responses": {
                 "200": _json(ref(OpportunityView), "The opportunity."),
+                **errors(401, 404, 503),
+            },
+        }},
+        "/v1/queues/{owner_id}": {"get": {
+            "operationId": "getOwnerQueue",
+            "summary": "An owner's current hygiene queue",
+            "description": "What the owner should fix on their open opportunities, biggest "
+            "deals first: the digest of the current week as it stands now (no items when there "
+            "is nothing to fix). Answered by the worker that owns the owner's partition; any "
+            "worker may be asked and forwards.",
+            "parameters": [{"name": "owner_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": _json(ref(Digest), "The owner's queue."),
                 **errors(401, 404, 503),
             },
         }},

@@ -15,9 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from processor.sources.mapping import CoercionError
+from processor.stream.owner_queues import QueueUnavailable
 from processor.stream.state import load_state
-from processor.stream.topics import TABLE_NAME
-from processor.web.cluster import FORWARDED_HEADER, Cluster, Placement, advertised_url
+from processor.stream.topics import OWNER_QUEUE_TABLE, TABLE_NAME
+from processor.web.cluster import FORWARDED_HEADER, Cluster, Placement, Route, advertised_url
 from processor.web.errors import ApiError
 from processor.web.metrics import STAGE_GATE_CHECKS
 from processor.web.middleware import guard, parse_model, read_body
@@ -38,6 +39,11 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+def _unavailable(route: Route) -> ApiError:
+    return ApiError(503, "unavailable", f"Cannot answer now: {route.reason}.",
+                    {"Retry-After": "1"})
+
+
 class Api:
     """What the views share: the worker's rules, table and cluster view."""
 
@@ -48,6 +54,7 @@ class Api:
         self.cluster = Cluster(worker.app, settings.partitions, advertised_url(settings),
                                settings.api_forward_timeout_seconds)
         self.opportunities = Placement(settings.topics.changes, TABLE_NAME)
+        self.owner_queues = Placement(worker.owner_queues.topic_name, OWNER_QUEUE_TABLE)
         self.openapi = orjson.dumps(document())
 
     def stored(self, opportunity_id: str) -> OpportunityState | None:
@@ -81,14 +88,25 @@ class Api:
         if route.where == "owner":
             return await self.cluster.forward(request, route.url, None)
         if route.where == "unavailable":
-            raise ApiError(503, "unavailable", f"Cannot answer now: {route.reason}.",
-                           {"Retry-After": "1"})
+            raise _unavailable(route)
         state = self.stored(opportunity_id)
         if state is None:
             raise ApiError(404, "not_found", f"No opportunity {opportunity_id!r} is known.")
         view = opportunity_view(state, self.worker.rules, int(time.time() * 1000),
                                 self.cluster.own_url)
         return _json(view)
+
+    async def queue(self, request: web.Request, owner_id: str) -> web.Response:
+        route = self.cluster.route(owner_id, self.owner_queues,
+                                   FORWARDED_HEADER in request.headers)
+        if route.where == "owner":
+            return await self.cluster.forward(request, route.url, None)
+        if route.where == "here":
+            try:
+                return _json(self.worker.owner_queues.current(owner_id, int(time.time() * 1000)))
+            except QueueUnavailable as exc:
+                route = Route("unavailable", reason=exc.reason)
+        raise _unavailable(route)
 
 
 def register(worker: Worker) -> Api:
@@ -139,5 +157,10 @@ def register(worker: Worker) -> Api:
     class Opportunity(faust.web.View):
         async def get(self, request: Any, opportunity_id: str) -> Any:
             return await api.opportunity(request, opportunity_id)
+
+    @app.page("/v1/queues/{owner_id}")
+    class OwnerQueue(faust.web.View):
+        async def get(self, request: Any, owner_id: str) -> Any:
+            return await api.queue(request, owner_id)
 
     return api

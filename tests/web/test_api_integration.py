@@ -128,7 +128,9 @@ def cluster(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
                         for opp in OPPORTUNITIES]
             messages += [event(opp, 1, stage="Discovery", **QUALIFIED) for opp in OPPORTUNITIES]
             kafka.produce(stream.input, messages)
-            wait_for(lambda: stream.drained(kafka), 90, "events applied", interval=0.25,
+            queues = stream.names["owner_queues"]
+            wait_for(lambda: stream.drained(kafka) and kafka.caught_up(stream.app_id, queues),
+                     90, "events applied, owner queues updated", interval=0.25,
                      explain=lambda: "\n".join(w.log_tail() for w in workers))
             owner_of = {opp: _owner(kafka, stream, workers, opp) for opp in OPPORTUNITIES}
             yield Cluster(stream, workers, owner_of, kafka)
@@ -210,6 +212,34 @@ def test_unknown_opportunity_is_404_from_either_worker(cluster: Cluster) -> None
         reply = call(worker.port, "GET", "/v1/opportunities/no-such-deal", headers=AUTH)
         assert reply.status == 404
         assert reply.json()["error"] == "not_found"
+
+
+# ---- owner queues ---------------------------------------------------------------------
+
+
+def test_any_worker_answers_with_the_owners_queue(cluster: Cluster) -> None:
+    still_open = open_rules(alert_records(cluster.kafka.read(cluster.stream.alerts)))
+    answers = []
+    for worker in cluster.workers:
+        reply = call(worker.port, "GET", "/v1/queues/u-7", headers=AUTH)
+        assert reply.status == 200, (worker.name, reply.body)
+        answers.append({k: v for k, v in reply.json().items() if k != "generated_at"})
+    first, second = answers
+    assert first == second
+    assert first["owner_id"] == "u-7"
+    items = {item["opportunity_id"]: {i["rule_id"] for i in item["issues"]}
+             for item in first["items"]}
+    assert items == {opp: rules for opp, rules in still_open.items() if rules}
+    assert first["opportunity_count"] == len(items) > 0
+    amounts = [item["amount"] for item in first["items"]]
+    assert amounts == sorted(amounts, reverse=True)
+
+
+def test_an_owner_with_nothing_to_fix_has_an_empty_queue(cluster: Cluster) -> None:
+    for worker in cluster.workers:
+        reply = call(worker.port, "GET", "/v1/queues/nobody", headers=AUTH)
+        assert reply.status == 200
+        assert reply.json()["items"] == [] and reply.json()["opportunity_count"] == 0
 
 
 # ---- stage gate -----------------------------------------------------------------------
@@ -296,6 +326,7 @@ def test_requests_without_the_token_are_401(cluster: Cluster, headers: dict[str,
         ("POST", "/v1/stage-gate/check",
          orjson.dumps({"opportunity_id": "x", "stage": "Discovery"})),
         ("GET", "/openapi.json", None),
+        ("GET", "/v1/queues/u-7", None),
         ("GET", "/", None),
         ("GET", "/table/opportunities/", None),
     ):
@@ -379,7 +410,7 @@ def test_api_conforms_to_its_openapi_document(cluster: Cluster) -> None:
             "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]},
     }})
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json", headers=AUTH, config=config)
-    wanted = {"checkStageGate", "getOpportunity"}
+    wanted = {"checkStageGate", "getOpportunity", "getOwnerQueue"}
     tested: set[tuple[str, str]] = set()
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -397,7 +428,7 @@ def test_api_conforms_to_its_openapi_document(cluster: Cluster) -> None:
 
             run()
     assert {name for name, _ in tested} == wanted
-    assert len(tested) == 4
+    assert len(tested) == 2 * len(wanted)
 
 
 # ---- no token configured: fail closed ----------------------------------------------
