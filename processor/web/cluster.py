@@ -47,6 +47,13 @@ def _ident(url: str | URL) -> tuple[str, int]:
     return (parsed.host or "", parsed.port or 80)
 
 
+class OwnerUnreachable(ApiError):
+    def __init__(self, owner: str) -> None:
+        super().__init__(503, "owner_unreachable",
+                         f"The worker that owns this key ({owner}) did not answer.",
+                         {"Retry-After": "1"})
+
+
 @dataclass(frozen=True)
 class Route:
     where: Literal["here", "owner", "unavailable"]
@@ -116,9 +123,7 @@ class Cluster:
             FORWARDED.labels(outcome="unreachable").inc()
             log.warning("forwarding %s %s to %s failed: %r", request.method, request.path,
                         owner, exc)
-            raise ApiError(503, "owner_unreachable",
-                           f"The worker that owns this opportunity ({owner}) did not answer.",
-                           {"Retry-After": "1"}) from None
+            raise OwnerUnreachable(owner) from None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

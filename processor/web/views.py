@@ -18,7 +18,14 @@ from processor.sources.mapping import CoercionError
 from processor.stream.owner_queues import QueueUnavailable
 from processor.stream.state import load_state
 from processor.stream.topics import OWNER_QUEUE_TABLE, TABLE_NAME
-from processor.web.cluster import FORWARDED_HEADER, Cluster, Placement, Route, advertised_url
+from processor.web.cluster import (
+    FORWARDED_HEADER,
+    Cluster,
+    OwnerUnreachable,
+    Placement,
+    Route,
+    advertised_url,
+)
 from processor.web.errors import ApiError
 from processor.web.metrics import STAGE_GATE_CHECKS
 from processor.web.middleware import guard, parse_model, read_body
@@ -67,7 +74,12 @@ class Api:
         check = parse_model(body, StageGateRequest)
         route = self.cluster.route(check.opportunity_id, self.opportunities, forwarded)
         if route.where == "owner":
-            return await self.cluster.forward(request, route.url, body)
+            try:
+                return await self.cluster.forward(request, route.url, body)
+            except OwnerUnreachable:
+                # A CRM hook waits on this answer: judge the fields it sent
+                # rather than fail the save because a worker is gone.
+                pass
         stored: OpportunityState | None = None
         status: StoredState = "unavailable"
         if route.where == "here":

@@ -492,6 +492,14 @@ def test_a_dead_owner_is_503_until_the_group_moves_its_partitions(
                 statuses[opp] = (reply.status, reply.json()["error"])
             assert set(statuses.values()) == {(404, "not_found"), (503, "owner_unreachable")}, \
                 statuses
+            # The gate check still answers, from the fields sent alone.
+            orphan = next(opp for opp, got in statuses.items() if got[0] == 503)
+            reply = post_json(survivor.port, "/v1/stage-gate/check",
+                              {"opportunity_id": orphan, "stage": "Discovery",
+                               "fields": {"identify_pain": "Slow close", "metrics": "ROI 2x",
+                                          "next_step": "Demo"}})
+            assert reply.status == 200, reply.body
+            assert reply.json()["stored_state"] == "unavailable"
 
             def all_local() -> bool:
                 return all(
