@@ -281,6 +281,25 @@ def topics_create() -> None:
                       f"{spec.purpose}", highlight=False)
 
 
+# ---- notify ------------------------------------------------------------------
+@main.group()
+def notify() -> None:
+    """Deliver alerts, resolutions and digests to people."""
+
+
+@notify.command("slack")
+@click.option("--routes", "routes_file", type=click.Path(exists=True, path_type=Path),
+              help="Routing YAML (default: HYGIENE_SLACK_ROUTES_FILE; none: one route).")
+@click.option("--loglevel", "-l", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def notify_slack(routes_file: Path | None, loglevel: str) -> None:
+    """Post alerts, resolutions and weekly digests to Slack (incoming webhooks
+    HYGIENE_SLACK_WEBHOOK_<ROUTE>, or the Web API with HYGIENE_SLACK_BOT_TOKEN)."""
+    from processor.notify.run import run_slack_notifier
+
+    raise SystemExit(run_slack_notifier(routes_file, loglevel, console))
+
+
 # ---- demo --------------------------------------------------------------------
 @main.command()
 @click.option("--opportunities", "-n", default=300, show_default=True, type=click.IntRange(1))

@@ -32,6 +32,12 @@ class StageHistoryRecord(Record):
     previous_stage_left_at: UtcDatetime | None
     seconds_in_previous_stage: int | None
     transitioned_at: UtcDatetime = Field(description="Event time of the transition in the CRM.")
+    event_order: int = Field(
+        default=0,
+        description="Orders one opportunity's transitions exactly: event time, then the "
+        "CRM's sequence (or a hash of the event id) for changes within one millisecond. "
+        "Sort by this, not by transitioned_at alone.",
+    )
     amount: float | None = None
     currency: str | None = None
     close_date: date | None = None

@@ -397,6 +397,7 @@ def _history_record(
         seconds_in_previous_stage=(left - entered) // 1000
         if left is not None and entered is not None else None,
         transitioned_at=from_ms(t.at_ms),
+        event_order=t.stamp,
         amount=t.amount,
         currency=t.currency,
         close_date=t.close_date,

@@ -407,7 +407,10 @@ class Stream:
 
 
 class WorkerProcess:
-    """``python -m processor.cli worker`` with an explicit environment."""
+    """``python -m processor.cli worker`` with an explicit environment
+    (another ``hygiene`` command by overriding ``command``)."""
+
+    command: tuple[str, ...] = ("worker", "--loglevel", "info")
 
     def __init__(self, name: str, stream: Stream, directory: Path, **settings: str) -> None:
         self.name = name
@@ -438,7 +441,7 @@ class WorkerProcess:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "processor.cli", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "processor.cli", *self.command],
                 env=self.env(),
                 cwd=self.directory,
                 stdin=subprocess.DEVNULL,

@@ -1,0 +1,1 @@
+"""Forecast integrity: what the warehouse and the manager rollups read."""
