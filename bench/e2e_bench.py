@@ -11,7 +11,12 @@ One run of this script:
    (``bench/raw_loop.py``, own process, own consumer group) and ``hygiene
    worker`` (own process, own app id and internal/output topics, the same
    input topic, sweeps effectively off);
-3. optionally (``--profile-seconds``) runs the worker once more under
+3. with ``--policy on`` every worker run has the Redis alert policy in its
+   path (``HYGIENE_ALERT_POLICY=true``, a LocalRedis or
+   ``HYGIENE_TEST_REDIS``, a fresh key prefix per run); with ``--policy
+   both`` each round runs the worker without and then with it, so both
+   ratios to the plain loop come from the same session;
+4. optionally (``--profile-seconds``) runs the worker once more under
    ``py-spy record`` (raw collapsed stacks, idle samples included) and
    summarizes the profile with ``bench/pyspy_summary.py``.
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -179,6 +185,7 @@ def worker_run(
     changes_max_bytes: int,
     profile: tuple[int, Path] | None = None,
     instrument: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, object]:
     env = WorkerEnv(
         bootstrap=bootstrap,
@@ -200,10 +207,10 @@ def worker_run(
         proc = env.start_worker(
             log_path,
             command=[sys.executable, str(HERE / "instrumented_worker.py")],
-            extra_env={"BENCH_INSTRUMENT_OUT": str(instrument)},
+            extra_env={"BENCH_INSTRUMENT_OUT": str(instrument), **(extra_env or {})},
         )
     else:
-        proc = env.start_worker(log_path)
+        proc = env.start_worker(log_path, extra_env=extra_env)
     url = env.url("/metrics")
     first: tuple[float, float, float, float | None, float | None] | None = None
     ingest_done: float | None = None
@@ -298,6 +305,8 @@ def worker_run(
             _, err = spy.communicate(timeout=120)
             result["py_spy"] = err.decode(errors="replace").strip().splitlines()[-3:]
         time.sleep(2.5)
+        if extra_env and extra_env.get("HYGIENE_ALERT_POLICY") == "true":
+            result["policy"] = _policy_counts(metrics(url) or {})
         if instrument is not None and instrument.is_file():
             result["instrument"] = json.loads(instrument.read_text())
         result["outputs"] = asyncio.run(
@@ -324,6 +333,49 @@ def worker_run(
         )
 
 
+def _policy_counts(m: dict[str, float]) -> dict[str, float]:
+    """What the policy did in one run, summed over labels."""
+
+    def total(name: str) -> float:
+        return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
+
+    calls = total("hygiene_alert_policy_seconds_count")
+    return {
+        "decide_calls": calls,
+        "decide_mean_ms": round(1000 * total("hygiene_alert_policy_seconds_sum") / calls, 3)
+        if calls else 0.0,
+        "suppressed": total("hygiene_alerts_suppressed_total"),
+        "digest_only": total("hygiene_alerts_digest_only_total"),
+        "alerts_published": total("hygiene_alerts_total"),
+        "redis_degraded": total("hygiene_redis_degraded"),
+    }
+
+
+class PolicyRedis:
+    """The Redis the policy runs use: HYGIENE_TEST_REDIS, else a LocalRedis."""
+
+    def __init__(self) -> None:
+        self.local = None
+        url = os.environ.get("HYGIENE_TEST_REDIS")
+        if not url:
+            from processor.devstack import LocalRedis
+
+            self.local = LocalRedis().start()
+            url = self.local.url
+        self.url = url
+
+    def env(self, tag: str) -> dict[str, str]:
+        return {
+            "HYGIENE_ALERT_POLICY": "true",
+            "HYGIENE_REDIS_URL": self.url,
+            "HYGIENE_ALERT_POLICY_PREFIX": f"{tag}:",
+        }
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opportunities", type=int, default=9000)
@@ -334,6 +386,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--skip-worker", action="store_true")
+    parser.add_argument(
+        "--policy",
+        choices=("off", "on", "both"),
+        default="off",
+        help="worker runs with the Redis alert policy in the path (both: each round "
+        "runs the worker without it, then with it)",
+    )
     parser.add_argument("--worker-timeout", type=float, default=420.0)
     parser.add_argument(
         "--changes-max-message-bytes",
@@ -379,6 +438,8 @@ def main() -> None:
     }
     raws: list[dict[str, float | int]] = []
     workers: list[dict[str, object]] = []
+    policy_workers: list[dict[str, object]] = []
+    policy_redis = PolicyRedis() if args.policy != "off" else None
     try:
         topic = f"bench-{stamp}.crm-events"
         create_topics(broker.bootstrap, {topic: 4})
@@ -390,7 +451,7 @@ def main() -> None:
                         broker.bootstrap, topic, len(events), f"bench-{stamp}-raw{i}", broker.pid
                     )
                 )
-            if not args.skip_worker:
+            if not args.skip_worker and args.policy != "on":
                 workers.append(
                     worker_run(
                         broker.bootstrap,
@@ -402,6 +463,22 @@ def main() -> None:
                         logs,
                         args.worker_timeout,
                         args.changes_max_message_bytes,
+                    )
+                )
+            if not args.skip_worker and policy_redis is not None:
+                tag = f"bench-{stamp}-p{i}"
+                policy_workers.append(
+                    worker_run(
+                        broker.bootstrap,
+                        topic,
+                        len(events),
+                        n_changes,
+                        tag,
+                        broker.pid,
+                        logs,
+                        args.worker_timeout,
+                        args.changes_max_message_bytes,
+                        extra_env=policy_redis.env(tag),
                     )
                 )
         if args.instrument:
@@ -434,9 +511,20 @@ def main() -> None:
             summary["profile"] = str(raw_profile)
     finally:
         broker.close()
+        if policy_redis is not None:
+            policy_redis.close()
 
     summary["raw_runs"] = raws
     summary["worker_runs"] = workers
+    summary["worker_policy_runs"] = policy_workers
+    if policy_workers:
+        summary["worker_policy_median_events_per_s"] = statistics.median(
+            float(w["events_per_s"]) for w in policy_workers  # type: ignore[arg-type]
+        )
+        summary["worker_policy_median_cpu_share"] = statistics.median(
+            float(w["cpu_share"]) for w in policy_workers  # type: ignore[arg-type]
+        )
+
     if raws:
         summary["raw_median_events_per_s"] = statistics.median(r["events_per_s"] for r in raws)
         summary["raw_median_cpu_share"] = statistics.median(r["cpu_share"] for r in raws)
@@ -456,6 +544,12 @@ def main() -> None:
             / float(summary["raw_median_events_per_s"]),
             4,
         )  # type: ignore[arg-type]
+    if raws and policy_workers:
+        summary["worker_policy_share_of_raw"] = round(
+            float(summary["worker_policy_median_events_per_s"])  # type: ignore[arg-type]
+            / float(summary["raw_median_events_per_s"]),  # type: ignore[arg-type]
+            4,
+        )
     path = args.out / f"e2e-{stamp}.json"
     path.write_text(json.dumps(summary, indent=2))
     print(
@@ -463,7 +557,14 @@ def main() -> None:
             {
                 k: v
                 for k, v in summary.items()
-                if k not in ("raw_runs", "worker_runs", "profiled_run", "instrumented_run")
+                if k
+                not in (
+                    "raw_runs",
+                    "worker_runs",
+                    "worker_policy_runs",
+                    "profiled_run",
+                    "instrumented_run",
+                )
             },
             indent=2,
         )

@@ -123,8 +123,51 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = "redis://localhost:6379/0"
     redis_password: SecretStr | None = None
+    redis_socket_timeout_seconds: float = Field(
+        default=0.5, gt=0,
+        description="Connect and read timeout of every Redis call: a dead Redis must not "
+        "hold a batch of alerts for longer than this.",
+    )
 
-    @field_validator("digest_timezone")
+    # Alert policy (processor/alerts/policy.py); its state lives in Redis.
+    alert_policy: bool = Field(
+        default=False,
+        description="Pass alerts through the Redis alert policy (dedup window, daily budget, "
+        "thresholds, snoozes) before publishing. Off: every alert is published realtime.",
+    )
+    alert_policy_prefix: str = Field(
+        default="hygiene:policy:", description="Prefix of every Redis key of the alert policy."
+    )
+    alert_dedup_window_seconds: float = Field(
+        default=86_400.0, gt=0,
+        description="An open alert for the same opportunity and rule is not published again "
+        "within this window (also absorbs alerts a restarted worker publishes again).",
+    )
+    alert_daily_budget: int = Field(
+        default=20, ge=0,
+        description="Real-time alerts per owner per day; the rest go to the digest only.",
+    )
+    alert_budget_timezone: str = Field(
+        default="UTC", description="IANA time zone in which an owner's budget day starts."
+    )
+    alert_min_severity: Literal["info", "low", "medium", "high"] = Field(
+        default="low", description="Alerts below this severity go to the digest only."
+    )
+    alert_min_amount: float = Field(
+        default=0.0, ge=0,
+        description="Alerts on deals below this amount go to the digest only (an unknown "
+        "amount is never below it).",
+    )
+    alert_record_retention_days: float = Field(
+        default=120.0, gt=0,
+        description="How long Redis keeps an alert's status (delivery, snooze, ack).",
+    )
+    alert_policy_backoff_max_seconds: float = Field(
+        default=30.0, gt=0,
+        description="Longest wait between two attempts to reach an unreachable Redis.",
+    )
+
+    @field_validator("digest_timezone", "alert_budget_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:

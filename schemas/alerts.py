@@ -15,6 +15,12 @@ from ._base import Record, UtcDatetime
 
 Severity = Literal["info", "low", "medium", "high"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3}
+Delivery = Literal["realtime", "digest"]
+DeliveryReason = Literal[
+    "over_budget", "below_severity", "below_amount", "snoozed", "policy_unavailable"
+]
+"""What the policy writes in ``Alert.delivery_reason`` (the field is a plain
+string in the contract, so that a new reason does not break readers)."""
 
 
 class Alert(Record):
@@ -38,6 +44,17 @@ class Alert(Record):
     details: dict[str, Any] = Field(default_factory=dict)
     opened_at: UtcDatetime
     source_event_id: str | None = None
+    delivery: Delivery = Field(
+        default="realtime",
+        description="realtime: notify the owner now; digest: list it in the weekly digest only.",
+    )
+    delivery_reason: str | None = Field(
+        default=None,
+        description="Why an alert went to the digest only: over_budget, below_severity, "
+        "below_amount or snoozed (readers must accept others). On a realtime alert, "
+        "policy_unavailable says the alert policy (Redis) could not be asked, so it may "
+        "repeat and was not counted against the owner's budget.",
+    )
 
 
 class Resolution(Record):
@@ -53,3 +70,39 @@ class Resolution(Record):
 
 
 AlertRecord = Alert | Resolution
+
+
+class AlertAction(Record):
+    """One snooze or acknowledgement, as recorded by the alert policy."""
+
+    action: Literal["snooze", "ack"]
+    by: str
+    at: UtcDatetime
+    reason: str | None = None
+    until: UtcDatetime | None = None
+
+
+class AlertStatus(Record):
+    """What the alert policy knows about one alert: how it was delivered and
+    what its owner did with it. Served by the HTTP API after a snooze or ack."""
+
+    alert_id: str
+    opportunity_id: str
+    rule_id: str
+    owner_id: str | None = None
+    first_seen_at: UtcDatetime = Field(description="When the policy first decided this alert.")
+    delivery: Literal["realtime", "digest", "suppressed"] = Field(
+        description="suppressed: a repeat of an open alert, never published."
+    )
+    delivery_reason: str | None = None
+    duplicate_of: str | None = Field(
+        default=None, description="For a suppressed repeat: the alert it repeated."
+    )
+    resolved_at: UtcDatetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: UtcDatetime | None = None
+    snoozed_by: str | None = None
+    snoozed_at: UtcDatetime | None = None
+    snoozed_until: UtcDatetime | None = None
+    snooze_reason: str | None = None
+    actions: list[AlertAction] = Field(default_factory=list, description="Oldest first.")

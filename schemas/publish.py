@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from .alerts import Alert, AlertRecord, Resolution
+from .alerts import Alert, AlertRecord, AlertStatus, Resolution
 from .change import OpportunityChange
 from .commands import CloseOutCommand
 from .deadletter import DeadLetter
@@ -29,6 +29,7 @@ PUBLISHED: dict[str, Any] = {
     "alert": Alert,
     "resolution": Resolution,
     "alert-record": AlertRecord,
+    "alert-status": AlertStatus,
     "stage-history": StageHistoryRecord,
     "close-out-command": CloseOutCommand,
     "dead-letter": DeadLetter,

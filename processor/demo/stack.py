@@ -36,7 +36,7 @@ WORKER_LOG = "worker.log"
 
 _WORKER_FIELDS = (
     "kafka_bootstrap", "kafka_security_protocol", "app_id", "store", "data_dir", "partitions",
-    "web_host", "web_port", "sweep_interval_seconds", "rules_file", "redis_url",
+    "web_host", "web_port", "sweep_interval_seconds", "rules_file", "redis_url", "alert_policy",
 )
 """The settings the demo decides for its worker; passed as HYGIENE_* variables."""
 
@@ -100,6 +100,9 @@ class Stack:
             sweep_interval_seconds=7 * 24 * 3600.0,
             rules_file=rules_file.resolve(),
             redis_url=self.redis.url if self.redis else "redis://127.0.0.1:6379/0",
+            # The alert policy (dedup, budgets, snoozes) runs wherever Redis
+            # does: that is the product as deployed.
+            alert_policy=self.redis is not None,
         )
         return self.settings
 

@@ -76,7 +76,8 @@ def _alert(obj: dict[str, Any], raw: bytes) -> AlertNotice | Reject:
                       f"delivery: expected 'realtime' or 'digest', got {delivery!r}",
                       raw)
     reason = obj.get("delivery_reason")
-    known = Alert.model_fields
-    fields = {k: v for k, v in obj.items() if k in known or k not in _POLICY_FIELDS}
+    # The policy's verdict travels on the notice; the alert itself is the
+    # condition, the same whichever way it was delivered.
+    fields = {k: v for k, v in obj.items() if k not in _POLICY_FIELDS}
     return AlertNotice(Alert.model_validate(fields), delivery,
                        reason if isinstance(reason, str) else None)

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from processor.alerts.shell import AlertPolicy
 from processor.core.engine import Engine
 from processor.rules.config import RuleSet, load_rules
 from processor.settings import Settings
@@ -83,6 +84,7 @@ class Worker:
             Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
             settings.partitions,
             regroupings=[self.owner_queues.regrouping(engine)],
+            policy=_alert_policy(settings),
         )
         self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
         self.ingest = Ingest(settings, self.mappings)
@@ -159,6 +161,14 @@ class Worker:
             await self.changes_topic.send(value=messages.encode_sweep(now_ms),
                                           partition=partition)
         return len(partitions)
+
+
+def _alert_policy(settings: Settings) -> AlertPolicy | None:
+    if not settings.alert_policy:
+        return None
+    log.info("alert policy on: Redis %s, prefix %r", settings.redis_url.split("@")[-1],
+             settings.alert_policy_prefix)
+    return AlertPolicy.from_settings(settings)
 
 
 def create_worker(settings: Settings | None = None) -> Worker:

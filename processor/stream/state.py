@@ -6,6 +6,11 @@ it a table-like mapping and a publish function. Outputs are published and
 acknowledged before the new states are written to the table, so a crash can
 only make the batch run again (outputs repeated under the same ids), never
 leave a state that says "done" for outputs that were never sent.
+
+With an alert policy (``processor.alerts.shell``), a batch's alerts are held
+back and decided in one call just before that publish; if the publish fails,
+the decision is released so the re-run is decided afresh. Repeats that a
+re-run batch publishes again are what the policy's dedup absorbs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
@@ -21,7 +27,10 @@ from processor.stream import metrics
 from processor.stream.messages import ChangeBatch, SweepTick
 from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
-from schemas import DeadLetter, OpportunityChange, OpportunityState, Record
+from schemas import AlertRecord, DeadLetter, OpportunityChange, OpportunityState, Record
+
+if TYPE_CHECKING:
+    from processor.alerts.shell import AlertPolicy
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +103,10 @@ class StateProcessor:
         topics: Topics,
         partitions: int,
         regroupings: Sequence[Regrouping] = (),
+        policy: AlertPolicy | None = None,
     ) -> None:
         self.engine = engine
+        self.policy = policy
         self.topics = topics
         self.regroupings = regroupings
         """Tables keyed by something else than the opportunity (owner
@@ -133,11 +144,12 @@ class StateProcessor:
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
         outbox = Outbox(self.regroupings, offset)
+        held: list[AlertRecord] = []
         try:
-            await self._apply(by_opportunity, partition, table, out, dirty, outbox)
+            await self._apply(by_opportunity, partition, table, out, dirty, outbox, held)
             metrics.CHANGES_APPLIED.inc(len(batch.changes))
             out.extend(outbox.messages())
-            await self._finish(out, dirty, partition, table, publish, now_ms=0)
+            await self._finish(out, dirty, partition, table, publish, now_ms=0, held=held)
         except BaseException:
             self._drop(opportunity_id.encode() for opportunity_id in by_opportunity)
             raise
@@ -150,6 +162,7 @@ class StateProcessor:
         out: list[tuple[str, bytes | None, bytes]],
         dirty: dict[bytes, OpportunityState],
         outbox: Outbox,
+        held: list[AlertRecord],
     ) -> None:
         for opportunity_id, changes in by_opportunity.items():
             key = opportunity_id.encode()
@@ -162,7 +175,7 @@ class StateProcessor:
                     log.exception("engine failed on %s", change.event_id)
                     out.append(self._dead_letter(change, exc, partition))
                     continue
-                self._collect(key, outcome, out)
+                self._collect(key, outcome, out, held)
             if state is not None:
                 outbox.after(state, before, 0)
                 # Stored even when the batch changed nothing: a worker killed
@@ -187,6 +200,7 @@ class StateProcessor:
         out: list[tuple[str, bytes | None, bytes]] = []
         dirty: dict[bytes, OpportunityState] = {}
         outbox = Outbox(self.regroupings, offset)
+        held: list[AlertRecord] = []
         now = tick.at_ms
         index = self.index.for_partition(partition, lambda: list(table.items()))
         due_keys = [key for key, due in index.items() if due is not None and due <= now]
@@ -198,12 +212,12 @@ class StateProcessor:
                 before = outbox.before(state)
                 outcome = self.engine.sweep(state, now)
                 outbox.after(state, before, now)
-                self._collect(key, outcome, out)
+                self._collect(key, outcome, out, held)
                 # Re-arm even when nothing changed: the next due time moved on.
                 dirty[key] = state
             metrics.SWEEPS.inc()
             out.extend(outbox.messages())
-            await self._finish(out, dirty, partition, table, publish, now_ms=now)
+            await self._finish(out, dirty, partition, table, publish, now_ms=now, held=held)
         except BaseException:
             self._drop(due_keys)
             raise
@@ -217,11 +231,24 @@ class StateProcessor:
         publish: Publish,
         *,
         now_ms: int,
+        held: list[AlertRecord] | None = None,
     ) -> None:
-        """Publishes, waits for the acks, then stores the states with their next
-        due time (from the later of ``now_ms`` and each state's latest event)."""
+        """Publishes (the ``held`` alerts as the policy decides, with one call
+        and none when there are none), waits for the acks, then stores the
+        states with their next due time (from the later of ``now_ms`` and
+        each state's latest event)."""
+        decided = None
+        if held and self.policy is not None:
+            decided = await self.policy.decide(held)
+            for record in decided.records:
+                self._alert_out(record.opportunity_id.encode(), record, out)
         if out:
-            await publish(out)
+            try:
+                await publish(out)
+            except BaseException:
+                if decided is not None:
+                    await decided.release()
+                raise
         engine = self.engine
         for key, state in dirty.items():
             state.next_due_ms = engine.next_due(state, now_ms)
@@ -232,19 +259,31 @@ class StateProcessor:
             self.index.set(partition, key, state.next_due_ms)
 
     def _collect(
-        self, key: bytes, outcome: Outcome, out: list[tuple[str, bytes | None, bytes]]
+        self,
+        key: bytes,
+        outcome: Outcome,
+        out: list[tuple[str, bytes | None, bytes]],
+        held: list[AlertRecord],
     ) -> None:
         topics = self.topics
         for alert in outcome.alerts:
-            out.append((topics.alerts, key, _json(alert)))
-            counter = metrics.ALERTS if alert.kind == "alert" else metrics.RESOLUTIONS
-            counter.labels(rule=alert.rule_id).inc()
+            if self.policy is not None:
+                held.append(alert)
+            else:
+                self._alert_out(key, alert, out)
         for record in outcome.history:
             out.append((topics.stage_history, key, _json(record)))
         metrics.STAGE_HISTORY.inc(len(outcome.history))
         for command in outcome.commands:
             out.append((topics.commands, key, _json(command)))
         metrics.COMMANDS.inc(len(outcome.commands))
+
+    def _alert_out(
+        self, key: bytes, alert: AlertRecord, out: list[tuple[str, bytes | None, bytes]]
+    ) -> None:
+        out.append((self.topics.alerts, key, _json(alert)))
+        counter = metrics.ALERTS if alert.kind == "alert" else metrics.RESOLUTIONS
+        counter.labels(rule=alert.rule_id).inc()
 
     def _dead_letter(
         self, change: OpportunityChange, exc: Exception, partition: int
