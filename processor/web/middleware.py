@@ -97,3 +97,7 @@ def parse_model(body: bytes, model: type[M]) -> M:
             for e in exc.errors()[:10]
         )
         raise ApiError(400, "invalid_request", problems) from None
+
+
+async def read_model(request: web.Request, limit: int, model: type[M]) -> M:
+    return parse_model(await read_body(request, limit), model)

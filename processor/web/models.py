@@ -6,7 +6,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas import Severity, UtcDatetime
 
@@ -121,22 +129,46 @@ class Readiness(_Body):
     ready: bool
 
 
-Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+_NOT_BLANK = r"[^ \t\n\r\f\v]"
+"""At least one character that is not ASCII white space: the same test in
+Python and in the JSON Schema (ECMA) regex dialect, whose ideas of Unicode
+white space differ."""
+
+Actor = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=_NOT_BLANK)]
 MAX_SNOOZE_HOURS = 24 * 180
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """An optional key that must not be null: absent, not ``null``, is the default."""
+    schema.pop("default", None)
+
+
 class SnoozeRequest(_Body):
-    """Snooze an alert: until an expiry given as a moment or as hours from now.
-    ``by`` is who asked, as the caller (a CRM, the Slack notifier) vouches for
-    it: the API token authenticates the caller, not a person."""
+    """Snooze an alert: until an expiry given as a moment or as hours from now
+    (exactly one of the two). ``by`` is who asked, as the caller (a CRM, the
+    Slack notifier) vouches for it: the API token authenticates the caller,
+    not a person."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["until"]}, {"required": ["hours"]}]},
+    )
 
     by: Actor = Field(description="Who snoozes: a CRM user id or an email.")
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                             max_length=1000)]
-    until: UtcDatetime | None = Field(default=None, description="When the snooze expires.")
-    hours: float | None = Field(
-        default=None, gt=0, le=MAX_SNOOZE_HOURS, description="Or: how long from now."
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=_NOT_BLANK)]
+    until: UtcDatetime | SkipJsonSchema[None] = Field(
+        default=None, description="When the snooze expires.", json_schema_extra=_no_default,
     )
+    hours: Annotated[float, Field(gt=0, le=MAX_SNOOZE_HOURS)] | SkipJsonSchema[None] = Field(
+        default=None, description="Or: how long from now.", json_schema_extra=_no_default,
+    )
+
+    @field_validator("until", "hours", mode="before")
+    @classmethod
+    def _omitted_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("omit the key instead of sending null")
+        return value
 
     @model_validator(mode="after")
     def _one_expiry(self) -> SnoozeRequest:

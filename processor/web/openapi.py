@@ -10,14 +10,16 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from processor.web.models import (
+    AckRequest,
     ErrorBody,
     Health,
     OpportunityView,
     Readiness,
+    SnoozeRequest,
     StageGateRequest,
     StageGateResult,
 )
-from schemas import Digest
+from schemas import AlertStatus, Digest
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
@@ -30,6 +32,9 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (Health, "serialization"),
     (Readiness, "serialization"),
     (Digest, "serialization"),
+    (SnoozeRequest, "validation"),
+    (AckRequest, "validation"),
+    (AlertStatus, "serialization"),
 ]
 
 
@@ -51,12 +56,16 @@ def document() -> dict[str, Any]:
             401: "Missing or wrong bearer token.",
             404: "Not found.",
             413: "Body larger than HYGIENE_API_MAX_BODY_BYTES.",
-            503: "No API token configured (the API fails closed), or the owner of the "
-                 "opportunity cannot answer right now (rebalancing); retry.",
+            422: "The action cannot be recorded as asked (a snooze expiry not in the future).",
+            503: "No API token configured (the API fails closed); the owner of the key "
+                 "cannot answer right now (rebalancing; retry); for alerts: the alert policy "
+                 "is off or Redis does not answer.",
         }
         return {str(code): _json(error, why[code]) for code in codes}
 
     public: list[dict[str, list[str]]] = []
+    alert_param = {"name": "alert_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "minLength": 1}}
     paths: dict[str, Any] = {
         "/healthz": {"get": {
             "operationId": "healthz", "summary": "Liveness", "security": public,
@@ -121,6 +130,37 @@ def document() -> dict[str, Any]:
                 "200": _json(ref(Digest), "The owner's queue."),
                 **errors(401, 404, 503),
             },
+        }},
+        "/v1/alerts/{alert_id}": {"get": {
+            "operationId": "getAlertStatus",
+            "summary": "What the alert policy knows of an alert",
+            "description": "Delivery (realtime, digest, suppressed), snoozes and "
+            "acknowledgements. Alert state is shared in Redis: any worker answers.",
+            "parameters": [alert_param],
+            "responses": {"200": _json(ref(AlertStatus), "The alert's status."),
+                          **errors(401, 404, 503)},
+        }},
+        "/v1/alerts/{alert_id}/snooze": {"post": {
+            "operationId": "snoozeAlert",
+            "summary": "Snooze an alert",
+            "description": "Until it expires, later alerts for the same opportunity and rule "
+            "go to the digest only. Give the expiry as until or as hours from now.",
+            "parameters": [alert_param],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": ref(SnoozeRequest, "validation")}}},
+            "responses": {"200": _json(ref(AlertStatus), "Recorded; the alert's status."),
+                          **errors(400, 401, 404, 413, 422, 503)},
+        }},
+        "/v1/alerts/{alert_id}/ack": {"post": {
+            "operationId": "ackAlert",
+            "summary": "Acknowledge an alert",
+            "description": "The first acknowledgement is kept (who, when); later ones are "
+            "logged in the alert's actions.",
+            "parameters": [alert_param],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": ref(AckRequest, "validation")}}},
+            "responses": {"200": _json(ref(AlertStatus), "Recorded; the alert's status."),
+                          **errors(400, 401, 404, 413, 503)},
         }},
     }
     return {

@@ -14,10 +14,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from processor.alerts.actions import AlertActions
 from processor.sources.mapping import CoercionError
 from processor.stream.owner_queues import QueueUnavailable
 from processor.stream.state import load_state
 from processor.stream.topics import OWNER_QUEUE_TABLE, TABLE_NAME
+from processor.web.alerts import AlertRoutes
 from processor.web.cluster import (
     FORWARDED_HEADER,
     Cluster,
@@ -62,6 +64,10 @@ class Api:
                                settings.api_forward_timeout_seconds)
         self.opportunities = Placement(settings.topics.changes, TABLE_NAME)
         self.owner_queues = Placement(worker.owner_queues.topic_name, OWNER_QUEUE_TABLE)
+        self.alerts = AlertRoutes(
+            AlertActions.from_settings(settings) if settings.alert_policy else None,
+            self.max_body,
+        )
         self.openapi = orjson.dumps(document())
 
     def stored(self, opportunity_id: str) -> OpportunityState | None:
@@ -130,6 +136,7 @@ def register(worker: Worker) -> Api:
 
     async def close_client(_: web.Application) -> None:
         await api.cluster.close()
+        await api.alerts.close()
 
     aiohttp_app.on_cleanup.append(close_client)
     if settings.api_token is None or not settings.api_token.get_secret_value():
@@ -174,5 +181,20 @@ def register(worker: Worker) -> Api:
     class OwnerQueue(faust.web.View):
         async def get(self, request: Any, owner_id: str) -> Any:
             return await api.queue(request, owner_id)
+
+    @app.page("/v1/alerts/{alert_id}")
+    class AlertStatusView(faust.web.View):
+        async def get(self, request: Any, alert_id: str) -> Any:
+            return _json(await api.alerts.status(alert_id))
+
+    @app.page("/v1/alerts/{alert_id}/snooze")
+    class Snooze(faust.web.View):
+        async def post(self, request: Any, alert_id: str) -> Any:
+            return _json(await api.alerts.snooze(request, alert_id))
+
+    @app.page("/v1/alerts/{alert_id}/ack")
+    class Ack(faust.web.View):
+        async def post(self, request: Any, alert_id: str) -> Any:
+            return _json(await api.alerts.ack(request, alert_id))
 
     return api

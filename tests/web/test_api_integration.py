@@ -381,6 +381,13 @@ def test_bad_requests_are_json_errors(cluster: Cluster) -> None:
     assert (reply.status, reply.json()["error"]) == (405, "method_not_allowed")
 
 
+def test_alert_actions_say_when_the_alert_policy_is_off(cluster: Cluster) -> None:
+    port = cluster.workers[0].port
+    for reply in (call(port, "GET", "/v1/alerts/al_x", headers=AUTH),
+                  post_json(port, "/v1/alerts/al_x/ack", {"by": "005REP"})):
+        assert (reply.status, reply.json()["error"]) == (503, "alert_policy_off")
+
+
 def test_the_served_document_is_the_generated_one(cluster: Cluster) -> None:
     reply = call(cluster.workers[0].port, "GET", "/openapi.json", headers=AUTH)
     assert reply.status == 200
@@ -391,6 +398,11 @@ def test_the_served_document_is_the_generated_one(cluster: Cluster) -> None:
 
 
 def test_api_conforms_to_its_openapi_document(cluster: Cluster) -> None:
+    conforms(cluster.url_of(cluster.workers[0]),
+             {"checkStageGate", "getOpportunity", "getOwnerQueue"})
+
+
+def conforms(base: str, wanted: set[str]) -> None:
     """Schemathesis generates requests from the served document, valid ones
     and invalid ones, sends them with the token and checks every answer
     against the document: status codes, content types, response schemas, no
@@ -398,8 +410,6 @@ def test_api_conforms_to_its_openapi_document(cluster: Cluster) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
-    worker = cluster.workers[0]
-    base = cluster.url_of(worker)
     config = schemathesis.Config.from_dict({"checks": {
         # A valid stage-gate request may be answered 422: that is the gate's
         # documented "no", not a rejection of the request; a valid id may be
@@ -410,7 +420,6 @@ def test_api_conforms_to_its_openapi_document(cluster: Cluster) -> None:
             "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]},
     }})
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json", headers=AUTH, config=config)
-    wanted = {"checkStageGate", "getOpportunity", "getOwnerQueue"}
     tested: set[tuple[str, str]] = set()
     for result in schema.get_all_operations():
         operation = result.ok()

@@ -145,7 +145,7 @@ def test_a_snooze_needs_who_why_and_exactly_one_expiry() -> None:
     from processor.web.models import AckRequest, SnoozeRequest
 
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    by_hours = parse_model(b'{"by": " 005REP ", "reason": "on leave", "hours": 48}',
+    by_hours = parse_model(b'{"by": "005REP", "reason": "on leave", "hours": 48}',
                            SnoozeRequest)
     assert by_hours.by == "005REP"
     assert by_hours.expiry(now) == now + timedelta(hours=48)
@@ -158,7 +158,10 @@ def test_a_snooze_needs_who_why_and_exactly_one_expiry() -> None:
                 b'{"by": "  ", "reason": "r", "hours": 1}',
                 b'{"by": "x", "reason": "", "hours": 1}',
                 b'{"by": "x", "reason": "r", "hours": 0}',
-                b'{"by": "x", "reason": "r", "hours": 100000}'):
+                b'{"by": "x", "reason": "r", "hours": 100000}',
+                b'{"by": "x", "reason": "r", "hours": null}',
+                b'{"by": "x", "reason": "r", "until": null, "hours": 1}',
+                b'{"by": "x", "reason": " \\t", "hours": 1}'):
         with pytest.raises(ApiError) as caught:
             parse_model(bad, SnoozeRequest)
         assert caught.value.status == 400, bad
