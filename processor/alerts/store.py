@@ -54,7 +54,17 @@ for i = 0, #KEYS / 4 - 1 do
       redis.call('HSET', rec, 'resolved_ms', now)
     end
   elseif redis.call('EXISTS', rec) == 1 then
-    verdict, dup = 'duplicate', id
+    -- Decided before: the same alert again (a batch re-run after a crash or
+    -- a rebalance, or a second worker). Re-issue the verdict it got, never
+    -- count it twice: a worker killed between deciding and publishing must
+    -- not turn its alert into a "repeat" that nobody ever published.
+    -- Consumers key on alert_id, so a second copy is absorbed.
+    local held = redis.call('HMGET', rec, 'delivery', 'delivery_reason', 'duplicate_of')
+    if held[1] == 'realtime' or held[1] == 'digest' then
+      verdict, reason = held[1], held[2] or ''
+    else
+      verdict, dup = 'duplicate', held[3] or id
+    end
   else
     local holder = redis.call('GET', open)
     if holder then

@@ -63,10 +63,12 @@ def test_an_open_alert_is_not_repeated_within_the_window(redis_url: str, prefix:
         policy = make_policy(redis_url, prefix)
         first = await policy.decide([alert("a1")])
         assert deliveries(first.records) == {"a1": ("realtime", None)}
-        # The same alert again (a re-run batch), and another id for the same
-        # opportunity and rule (a re-run sweep): neither is published.
+        # The same alert again (a re-run batch) keeps its verdict, so a crash
+        # between deciding and publishing loses nothing (consumers key on the
+        # alert id); another id for the same opportunity and rule (a re-run
+        # sweep) is a repeat and is not published.
         again = await policy.decide([alert("a1"), alert("a1b"), alert("x1", opp="006X")])
-        assert deliveries(again.records) == {"x1": ("realtime", None)}
+        assert deliveries(again.records) == {"a1": ("realtime", None), "x1": ("realtime", None)}
         # Its resolution passes, and closes the window: a new episode is news.
         closing = await policy.decide([resolution("a1"), alert("a2")])
         assert [r.alert_id for r in closing.records] == ["a1", "a2"]
@@ -79,7 +81,7 @@ def test_an_open_alert_is_not_repeated_within_the_window(redis_url: str, prefix:
     suppressed = metrics.SUPPRESSED.labels(rule="missing_next_step", reason="duplicate")
     before = suppressed._value.get()
     run(scenario())
-    assert suppressed._value.get() - before == 3
+    assert suppressed._value.get() - before == 2
 
 
 def test_the_window_expires(redis_url: str, prefix: str) -> None:
@@ -214,8 +216,9 @@ def test_concurrent_workers_decide_each_alert_once_and_share_the_budget(
     redis_url: str, prefix: str
 ) -> None:
     """Eight policies, each with its own connection, decide overlapping
-    batches at the same time: the script runs atomically, so every alert is
-    published exactly once, and one owner's budget is never overspent."""
+    batches at the same time: the script runs atomically, so every alert gets
+    one verdict (the first decision; the others re-issue it) and one owner's
+    budget is never overspent."""
 
     async def scenario() -> list[list[AlertRecord]]:
         policies = [make_policy(redis_url, prefix, daily_budget=10) for _ in range(8)]
@@ -231,8 +234,11 @@ def test_concurrent_workers_decide_each_alert_once_and_share_the_budget(
     published = Counter(r.alert_id for batch in batches for r in batch)
     assert set(published) == {f"s{i}" for i in range(20)} | {
         f"w{w}-{i}" for w in range(8) for i in range(5)}
-    assert set(published.values()) == {1}
-    delivered = Counter(r.delivery for batch in batches for r in batch if isinstance(r, Alert))
+    assert {published[f"s{i}"] for i in range(20)} == {8}
+    verdicts = {(r.alert_id, r.delivery) for batch in batches for r in batch
+                if isinstance(r, Alert)}
+    assert len(verdicts) == len(published)  # one verdict per alert, however often decided
+    delivered = Counter(delivery for _, delivery in verdicts)
     assert delivered == {"realtime": 10, "digest": 50}
 
 

@@ -174,17 +174,10 @@ def test_bad_inputs_go_to_the_dead_letter_topic_and_the_stream_goes_on(
 # ---- 3. a stopped or killed worker recovers and loses nothing ---------------------------
 
 
-SIGKILL_DEFECT = (
-    "known defect, open: a worker SIGKILLed mid-stream and restarted lost stage-history "
-    "records in CI runs on 2026-11-24 (rocksdb:// at 05:08, memory:// at 05:13), after "
-    "passing 20 of 20 runs before; the at-least-once guarantee under SIGKILL is not met yet"
-)
-
-
 @pytest.mark.parametrize(("how", "store"), [
     ("sigterm", "memory://"),
-    pytest.param("sigkill", "memory://", marks=pytest.mark.skip(reason=SIGKILL_DEFECT)),
-    pytest.param("sigkill", "rocksdb://", marks=pytest.mark.skip(reason=SIGKILL_DEFECT)),
+    ("sigkill", "memory://"),
+    ("sigkill", "rocksdb://"),
 ])
 def test_a_restarted_worker_recovers_its_table_and_loses_nothing(
     how: str, store: str, rules: RuleSet, kafka: Kafka, new_stream: NewStream,
