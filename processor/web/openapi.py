@@ -42,6 +42,15 @@ def _json(ref: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ref}}}
 
 
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def document() -> dict[str, Any]:
     refs, top = models_json_schema(_MODELS, ref_template=_REF)
 
@@ -64,8 +73,6 @@ def document() -> dict[str, Any]:
         return {str(code): _json(error, why[code]) for code in codes}
 
     public: list[dict[str, list[str]]] = []
-    alert_param = {"name": "alert_id", "in": "path", "required": True,
-                   "schema": {"type": "string", "minLength": 1}}
     paths: dict[str, Any] = {
         "/healthz": {"get": {
             "operationId": "healthz", "summary": "Liveness", "security": public,
@@ -95,8 +102,7 @@ def document() -> dict[str, Any]:
             "move passes the stage's entry criteria and 422 (same body) with the missing and "
             "filler fields when it does not, so the hook can reject the save. The fields sent "
             "are laid over the opportunity's stored state.",
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": ref(StageGateRequest, "validation")}}},
+            "requestBody": _body(ref(StageGateRequest, "validation")),
             "responses": {
                 "200": _json(ref(StageGateResult), "The move passes the gate."),
                 "422": _json(ref(StageGateResult),
@@ -110,8 +116,7 @@ def document() -> dict[str, Any]:
             "summary": "An opportunity's current state and open alerts",
             "description": "Answered by the worker that owns the opportunity's partition; any "
             "worker may be asked and forwards to the owner.",
-            "parameters": [{"name": "opportunity_id", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1}}],
+            "parameters": [_path_param("opportunity_id")],
             "responses": {
                 "200": _json(ref(OpportunityView), "The opportunity."),
                 **errors(401, 404, 503),
@@ -124,8 +129,7 @@ def document() -> dict[str, Any]:
             "deals first: the digest of the current week as it stands now (no items when there "
             "is nothing to fix). Answered by the worker that owns the owner's partition; any "
             "worker may be asked and forwards.",
-            "parameters": [{"name": "owner_id", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1}}],
+            "parameters": [_path_param("owner_id")],
             "responses": {
                 "200": _json(ref(Digest), "The owner's queue."),
                 **errors(401, 404, 503),
@@ -136,7 +140,7 @@ def document() -> dict[str, Any]:
             "summary": "What the alert policy knows of an alert",
             "description": "Delivery (realtime, digest, suppressed), snoozes and "
             "acknowledgements. Alert state is shared in Redis: any worker answers.",
-            "parameters": [alert_param],
+            "parameters": [_path_param("alert_id")],
             "responses": {"200": _json(ref(AlertStatus), "The alert's status."),
                           **errors(401, 404, 503)},
         }},
@@ -145,9 +149,8 @@ def document() -> dict[str, Any]:
             "summary": "Snooze an alert",
             "description": "Until it expires, later alerts for the same opportunity and rule "
             "go to the digest only. Give the expiry as until or as hours from now.",
-            "parameters": [alert_param],
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": ref(SnoozeRequest, "validation")}}},
+            "parameters": [_path_param("alert_id")],
+            "requestBody": _body(ref(SnoozeRequest, "validation")),
             "responses": {"200": _json(ref(AlertStatus), "Recorded; the alert's status."),
                           **errors(400, 401, 404, 413, 422, 503)},
         }},
@@ -156,9 +159,8 @@ def document() -> dict[str, Any]:
             "summary": "Acknowledge an alert",
             "description": "The first acknowledgement is kept (who, when); later ones are "
             "logged in the alert's actions.",
-            "parameters": [alert_param],
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": ref(AckRequest, "validation")}}},
+            "parameters": [_path_param("alert_id")],
+            "requestBody": _body(ref(AckRequest, "validation")),
             "responses": {"200": _json(ref(AlertStatus), "Recorded; the alert's status."),
                           **errors(400, 401, 404, 413, 503)},
         }},

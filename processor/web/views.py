@@ -25,7 +25,6 @@ from processor.web.cluster import (
     Cluster,
     OwnerUnreachable,
     Placement,
-    Route,
     advertised_url,
 )
 from processor.web.errors import ApiError
@@ -48,9 +47,8 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def _unavailable(route: Route) -> ApiError:
-    return ApiError(503, "unavailable", f"Cannot answer now: {route.reason}.",
-                    {"Retry-After": "1"})
+def _unavailable(reason: str) -> ApiError:
+    return ApiError(503, "unavailable", f"Cannot answer now: {reason}.", {"Retry-After": "1"})
 
 
 class Api:
@@ -100,13 +98,22 @@ class Api:
                                  stored_state=status).inc()
         return _json(result, 200 if result.passed else 422)
 
-    async def opportunity(self, request: web.Request, opportunity_id: str) -> web.Response:
-        route = self.cluster.route(opportunity_id, self.opportunities,
-                                   FORWARDED_HEADER in request.headers)
+    async def at_owner(
+        self, request: web.Request, key: str, placement: Placement
+    ) -> web.Response | None:
+        """The owner's answer when another worker owns ``key``; None when
+        this worker does and should answer; 503 when nobody can now."""
+        route = self.cluster.route(key, placement, FORWARDED_HEADER in request.headers)
         if route.where == "owner":
             return await self.cluster.forward(request, route.url, None)
         if route.where == "unavailable":
-            raise _unavailable(route)
+            raise _unavailable(route.reason)
+        return None
+
+    async def opportunity(self, request: web.Request, opportunity_id: str) -> web.Response:
+        forwarded = await self.at_owner(request, opportunity_id, self.opportunities)
+        if forwarded is not None:
+            return forwarded
         state = self.stored(opportunity_id)
         if state is None:
             raise ApiError(404, "not_found", f"No opportunity {opportunity_id!r} is known.")
@@ -115,16 +122,13 @@ class Api:
         return _json(view)
 
     async def queue(self, request: web.Request, owner_id: str) -> web.Response:
-        route = self.cluster.route(owner_id, self.owner_queues,
-                                   FORWARDED_HEADER in request.headers)
-        if route.where == "owner":
-            return await self.cluster.forward(request, route.url, None)
-        if route.where == "here":
-            try:
-                return _json(self.worker.owner_queues.current(owner_id, int(time.time() * 1000)))
-            except QueueUnavailable as exc:
-                route = Route("unavailable", reason=exc.reason)
-        raise _unavailable(route)
+        forwarded = await self.at_owner(request, owner_id, self.owner_queues)
+        if forwarded is not None:
+            return forwarded
+        try:
+            return _json(self.worker.owner_queues.current(owner_id, int(time.time() * 1000)))
+        except QueueUnavailable as exc:
+            raise _unavailable(exc.reason) from None
 
 
 def register(worker: Worker) -> Api:
