@@ -201,6 +201,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, default=0, help="cProfile a warm sweep at this size (0: no)"
     )
+    parser.add_argument(
+        "--store-partitions", action="store_true",
+        help="give the table a Faust memory store that knows each key's partition, as "
+        "after a changelog recovery (the worker's case); without it every key is hashed",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
@@ -225,6 +230,16 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         t = time.perf_counter()
         fill(table, states, size)
+        if args.store_partitions:
+            from faust.stores.memory import Store as MemoryStore
+
+            from processor.stream.routing import Partitioner
+
+            route = Partitioner(args.partitions)
+            store = MemoryStore.__new__(MemoryStore)
+            store.data = table
+            store._key_partition = {key: route(key.decode()) for key in table}
+            table.data = store  # type: ignore[attr-defined]
         gc.collect()
         built = time.perf_counter() - t
         processor = StateProcessor(Engine(rules), Topics("a", "h", "c", "d"), args.partitions)

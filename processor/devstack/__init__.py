@@ -1,5 +1,8 @@
 """Kafka and Redis for tests and the local demo, from wherever they can come.
 
+(PostgreSQL and Kafka Connect, for the warehouse tests only, are always the
+local launchers :class:`LocalPostgres` and :class:`LocalConnect`.)
+
 The same test suite runs on machines with a Docker engine and on machines
 without one (these development and CI machines), so the choice is made here,
 once per run, in this order:
@@ -21,12 +24,16 @@ from pathlib import Path
 from typing import Literal
 
 from processor.devstack._proc import log
+from processor.devstack.connect import LocalConnect
 from processor.devstack.kafka import LocalKafka, create_topics, create_topics_async
+from processor.devstack.postgres import LocalPostgres
 from processor.devstack.redis import LocalRedis
 
 __all__ = [
     "KafkaService",
+    "LocalConnect",
     "LocalKafka",
+    "LocalPostgres",
     "LocalRedis",
     "RedisService",
     "Services",

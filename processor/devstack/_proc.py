@@ -1,7 +1,7 @@
-"""Process plumbing shared by the local Kafka and Redis launchers.
+"""Process plumbing shared by the local server launchers (Kafka, Redis, PostgreSQL, Connect).
 
-Both launchers start a server as a child process, wait for it to answer and
-tear it down again; keeping those steps in one place means they behave the
+Each launcher starts a server as a child process, waits for it to answer and
+tears it down again; keeping those steps in one place means they behave the
 same way, including on failure.
 """
 
@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -85,12 +87,21 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(args: list[str], *, log_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str],
+    *,
+    log_file: Path,
+    cwd: Path,
+    user: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start a server in its own process group so stop() can kill all of it.
 
     The parent-death signal is tied to the thread that forks, so it is only
     requested from the main thread; from a worker thread it would kill the
-    server as soon as that thread ended.
+    server as soon as that thread ended. ``user`` runs it as that account
+    (with that account's group only), for servers that refuse to run as root;
+    ``env`` adds variables to the inherited environment.
     """
     in_main_thread = threading.current_thread() is threading.main_thread()
     use_pdeathsig = sys.platform == "linux" and in_main_thread
@@ -103,7 +114,16 @@ def spawn(args: list[str], *, log_file: Path, cwd: Path) -> subprocess.Popen[byt
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent if use_pdeathsig else None,
+            env={**os.environ, **env} if env else None,
+            **as_user(user),
         )
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that drop root for one child; nothing when no user is given."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
 def terminate_group(proc: subprocess.Popen[bytes], *, grace: float) -> None:

@@ -11,22 +11,18 @@ from them.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
-import tempfile
 import textwrap
 import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
     AIOKafkaAdminClient,
@@ -44,9 +40,10 @@ from processor.devstack._proc import (
     port_accepts,
     spawn,
     tail,
-    terminate_group,
     wait_until,
 )
+from processor.devstack.maven import cache_root, fetch_jars
+from processor.devstack.server import LocalServer, ServerExited
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -66,18 +63,11 @@ which the generated log4j.properties below relies on."""
 
 _SLF4J_VERSION = "1.7.36"
 _RELOAD4J_VERSION = "1.2.25"
-_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-_MARKER = ".complete"
 
 
 def kafka_cache_root() -> Path:
     """Keep the ~50 MB of jars out of the repository and shared between clones."""
-    override = os.environ.get("HYGIENE_KAFKA_CACHE")
-    if override:
-        return Path(override).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "revops-hygiene"
+    return cache_root()
 
 
 def kafka_libs_dir(version: str = DEFAULT_KAFKA_VERSION) -> Path:
@@ -119,69 +109,16 @@ def _pom(version: str) -> str:
 
 
 def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
-    """Download once; later runs only check the marker file.
-
-    A lock file serialises concurrent first runs (two pytest sessions, or
-    pytest and the demo script) so they do not both download into the cache.
-    The jars land in a staging folder that is renamed into place with its
-    marker, so an interrupted download is never mistaken for a complete one.
-    """
-    libs = kafka_libs_dir(version)
-    if (libs / _MARKER).is_file():
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars; install maven")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with (libs.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (libs / _MARKER).is_file():
-            return libs
-        started = time.monotonic()
-        log(f"fetching Apache Kafka {version} jars from Maven Central into {libs} (first run only)")
-        with tempfile.TemporaryDirectory(prefix="hygiene-kafka-pom-") as work:
-            workdir = Path(work)
-            (workdir / "pom.xml").write_text(_pom(version))
-            staging = libs.parent / f"libs.partial-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            output = workdir / "mvn.log"
-            with output.open("wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        mvn,
-                        "-q",
-                        "-B",
-                        "-f",
-                        str(workdir / "pom.xml"),
-                        f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-                        "-DincludeScope=runtime",
-                        f"-DoutputDirectory={staging}",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-                while True:
-                    try:
-                        code = proc.wait(timeout=15)
-                        break
-                    except subprocess.TimeoutExpired:
-                        log(f"  still downloading ... {time.monotonic() - started:.0f}s")
-            if code != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-                shutil.rmtree(staging, ignore_errors=True)
-                raise RuntimeError(
-                    f"mvn could not resolve org.apache.kafka:kafka_2.13:{version} "
-                    f"(exit {code}):\n{tail(output)}"
-                )
-            jars = sorted(p.name for p in staging.glob("*.jar"))
-            (staging / _MARKER).write_text("\n".join(jars) + "\n")
-            shutil.rmtree(libs, ignore_errors=True)
-            staging.rename(libs)
-        log(f"fetched {len(jars)} jars in {time.monotonic() - started:.1f}s")
-    return libs
+    """Download once; later runs only check the marker file (see :func:`fetch_jars`)."""
+    return fetch_jars(
+        _pom(version),
+        kafka_libs_dir(version),
+        what=f"Apache Kafka {version} jars",
+        expect="kafka_2.13-*.jar",
+    )
 
 
-def _java() -> str:
+def java_binary() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
@@ -224,13 +161,15 @@ async def _broker_answers(bootstrap: str) -> bool:
             await admin.close()
 
 
-class LocalKafka:
+class LocalKafka(LocalServer):
     """A single-node KRaft broker (broker and controller in one JVM) on 127.0.0.1.
 
     Topics are auto-created for convenience, but tests should create theirs
     with :func:`create_topics` first: Faust crashes when an auto-created
     one-partition topic meets a multi-partition changelog.
     """
+
+    kind = "Kafka"
 
     def __init__(
         self,
@@ -244,15 +183,11 @@ class LocalKafka:
         if not version.startswith("3."):
             # 4.x switched to log4j2 and dropped the reload4j binding used here.
             raise ValueError(f"LocalKafka supports Kafka 3.x releases, not {version}")
+        super().__init__(startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.version = version
         self.heap = heap
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
         self.extra_properties = dict(extra_properties or {})
-        self.startup_seconds: float | None = None
-        self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: Path | None = None
+        self._libs: Path | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -261,47 +196,18 @@ class LocalKafka:
         return f"127.0.0.1:{self._port}"
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def log_path(self) -> Path | None:
         """The broker log, so a failing test can point at it while it still exists."""
         return None if self._tmp is None else self._tmp / "logs" / "server.log"
 
-    def __enter__(self) -> Self:
-        return self.start()
+    def _prepare(self) -> None:
+        self._libs = ensure_kafka_jars(self.version)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            return self
-        libs = ensure_kafka_jars(self.version)
-        self._tmp = Path(tempfile.mkdtemp(prefix="hygiene-kafka-"))
-        atexit.register(self.stop)
-        try:
-            # A port picked by free_port() can be taken before the JVM binds
-            # it; that is the only failure worth a retry.
-            for attempt in range(3):
-                if self._start_once(libs):
-                    return self
-                log(f"Kafka port was taken, retrying (attempt {attempt + 2}/3)")
-            raise RuntimeError("LocalKafka could not bind free ports after 3 attempts")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start_once(self, libs: Path) -> bool:
-        assert self._tmp is not None
+    def _start_once(self) -> bool:
+        assert self._tmp is not None and self._libs is not None
+        libs = self._libs
         started = time.monotonic()
-        java = _java()
+        java = java_binary()
         classpath = f"{libs}/*"
         data = self._tmp / "data"
         logs = self._tmp / "logs"
@@ -363,7 +269,7 @@ class LocalKafka:
 
         def alive() -> None:
             if proc.poll() is not None:
-                raise _BrokerExited(proc.returncode)
+                raise ServerExited(proc.returncode)
 
         try:
             wait_until(
@@ -380,7 +286,7 @@ class LocalKafka:
                 alive=alive,
                 interval=0.2,
             )
-        except _BrokerExited as exited:
+        except ServerExited as exited:
             self._proc = None
             server_log = tail(logs / "server.log") + "\n" + tail(logs / "stdout.log")
             if "Address already in use" in server_log:
@@ -444,24 +350,6 @@ class LocalKafka:
             )
         )
         return props
-
-    def stop(self) -> None:
-        """Idempotent, because atexit may call it again after a fixture did."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            terminate_group(proc, grace=self.stop_timeout)
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        self._port = None
-        atexit.unregister(self.stop)
-
-
-class _BrokerExited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
 
 async def create_topics_async(
     bootstrap_servers: str,

@@ -8,11 +8,9 @@ why this is a small launcher around the real binary rather than a fake.
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -21,37 +19,17 @@ from typing import Self
 import redis
 
 from processor.devstack._proc import free_port, log, spawn, tail, terminate_group, wait_until
+from processor.devstack.apt import apt_install
 
 __all__ = ["LocalRedis", "find_redis_server"]
 
-_install_lock = threading.Lock()
-_install_tried = False
-
 
 def find_redis_server() -> str:
-    """Install Debian's redis-server on demand, since fresh CI machines lack it.
-
-    Only done as root (the case on these machines) and at most once per
-    process; anywhere else a clear error beats a surprise sudo prompt.
-    """
-    global _install_tried
+    """Install Debian's redis-server on demand, since fresh CI machines lack it."""
     found = shutil.which("redis-server")
     if found:
         return found
-    with _install_lock:
-        if not _install_tried and shutil.which("apt-get") and os.geteuid() == 0:
-            _install_tried = True
-            log("redis-server not found; installing it with apt-get (first run only)")
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            for cmd in (
-                ["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"],
-            ):
-                result = subprocess.run(
-                    cmd, env=env, capture_output=True, text=True, check=False, timeout=600
-                )
-                if result.returncode != 0:
-                    raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+    apt_install("redis-server")
     found = shutil.which("redis-server")
     if found is None:
         raise RuntimeError(

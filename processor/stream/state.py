@@ -27,6 +27,7 @@ from processor.stream import metrics
 from processor.stream.messages import ChangeBatch, SweepTick
 from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
+from processor.stream.store_items import Item, partitioned_items
 from schemas import AlertRecord, DeadLetter, OpportunityChange, OpportunityState, Record
 
 if TYPE_CHECKING:
@@ -77,15 +78,21 @@ class PartitionIndex:
         self.due.clear()
 
     def for_partition(
-        self, partition: int, table_items: Callable[[], Iterable[tuple[bytes, bytes]]]
+        self, partition: int, table_items: Callable[[], Iterable[Item]]
     ) -> dict[bytes, int | None]:
+        """``table_items`` yields (key, stored bytes, partition if the store
+        knows it): hashing is the costly part of a rebuild, so only keys of
+        unknown partition are hashed."""
         known = self.due.get(partition)
         if known is None:
+            due = self.due
             for p in range(self.partition_of.partitions):
-                self.due.setdefault(p, {})
-            for key, raw in table_items():
-                self.due[self.partition_of(key.decode())][key] = due_of(raw)
-            known = self.due[partition]
+                due.setdefault(p, {})
+            partition_of = self.partition_of
+            for key, raw, stored_on in table_items():
+                on = stored_on if stored_on is not None else partition_of(key.decode())
+                due[on][key] = due_of(raw)
+            known = due[partition]
         return known
 
     def set(self, partition: int, key: bytes, due: int | None) -> None:
@@ -202,7 +209,7 @@ class StateProcessor:
         outbox = Outbox(self.regroupings, offset)
         held: list[AlertRecord] = []
         now = tick.at_ms
-        index = self.index.for_partition(partition, lambda: list(table.items()))
+        index = self.index.for_partition(partition, lambda: partitioned_items(table))
         due_keys = [key for key, due in index.items() if due is not None and due <= now]
         try:
             for key in due_keys:

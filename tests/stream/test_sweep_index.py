@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from processor.core.clock import to_ms
 from processor.core.engine import Engine
@@ -74,3 +75,34 @@ def test_ingest_chunks_stay_under_the_broker_message_limit() -> None:
     assert len(chunks) > 1 and all(len(c) <= 64 * 1024 for c in chunks)
     back = [c for chunk in chunks for c in decode_internal(chunk).changes]  # type: ignore[union-attr]
     assert back == changes
+
+
+def test_the_index_takes_partitions_from_a_faust_store_instead_of_hashing() -> None:
+    """Faust's stores know each key's partition (RocksDB: a database per
+    partition; memory: the partition each recovered key came from); the
+    index trusts them and hashes only keys they do not know."""
+    from faust.stores.memory import Store as MemoryStore
+
+    from processor.stream.state import PartitionIndex
+    from processor.stream.store_items import partitioned_items
+
+    class Table(dict[bytes, bytes]):
+        data: Any
+
+    route = Partitioner(PARTITIONS)
+    recovered, live = b"opp-recovered", b"opp-live"
+    elsewhere = (route(recovered.decode()) + 1) % PARTITIONS  # not where hashing puts it
+    store = MemoryStore.__new__(MemoryStore)
+    store.data = {recovered: b'{"next_due_ms":5}', live: b'{"next_due_ms":7}'}
+    store._key_partition = {recovered: elsewhere}
+    table = Table(store.data)
+    table.data = store
+
+    index = PartitionIndex(route)
+    index.for_partition(0, lambda: partitioned_items(table))
+    assert index.due[elsewhere][recovered] == 5
+    assert index.due[route(live.decode())][live] == 7
+    # A plain mapping (no store behind it): every key hashed.
+    plain = PartitionIndex(route)
+    plain.for_partition(0, lambda: partitioned_items({recovered: b"{}"}))
+    assert recovered in plain.due[route(recovered.decode())]

@@ -1,0 +1,101 @@
+"""The life cycle the loopback servers share: a temporary folder, a child
+process on a free port (retried when the port is taken before the server
+binds it), and a stop that is safe to call twice.
+
+Kafka, Kafka Connect and PostgreSQL differ only in what they fetch or find
+first, how they start once and how they are asked to stop; subclasses supply
+those parts, so failure handling stays the same for all of them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
+
+from processor.devstack._proc import log, terminate_group
+
+__all__ = ["LocalServer", "ServerExited"]
+
+_ATTEMPTS = 3
+
+
+class ServerExited(Exception):
+    """Raised from a start-up wait when the child process has already ended."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class LocalServer:
+    kind: ClassVar[str]
+    """Short name for logs and the temporary folder's prefix."""
+
+    def __init__(self, *, startup_timeout: float, stop_timeout: float) -> None:
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.startup_seconds: float | None = None
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        if self._proc is not None:
+            return self
+        self._prepare()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"hygiene-{self.kind.lower()}-"))
+        atexit.register(self.stop)
+        try:
+            self._initialize()
+            for attempt in range(_ATTEMPTS):
+                if self._start_once():
+                    return self
+                log(f"{self.kind} port was taken, retrying (attempt {attempt + 2}/{_ATTEMPTS})")
+            raise RuntimeError(f"{self.kind} could not bind free ports after {_ATTEMPTS} attempts")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _prepare(self) -> None:
+        """Fetch or find what the server runs from, before any folder exists."""
+
+    def _initialize(self) -> None:
+        """Fill the fresh temporary folder once, before the first start attempt."""
+
+    def _start_once(self) -> bool:
+        """Start and wait until the server answers; False when its port was taken."""
+        raise NotImplementedError
+
+    def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
+        terminate_group(proc, grace=self.stop_timeout)
+
+    def stop(self) -> None:
+        """Idempotent, because atexit may call it again after a fixture did."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            self._terminate(proc)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self._port = None
+        atexit.unregister(self.stop)
