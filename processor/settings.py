@@ -128,6 +128,18 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token for everything but health and metrics."
     )
+    api_max_body_bytes: int = Field(
+        default=65_536, gt=0, description="Larger request bodies are refused with 413."
+    )
+    web_advertised_url: str | None = Field(
+        default=None,
+        description="How the other workers reach this one's HTTP API (requests for an "
+        "opportunity another worker owns are forwarded there); default "
+        "http://<web host, or the host name when bound to all interfaces>:<web port>.",
+    )
+    api_forward_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long a forwarded request may take."
+    )
 
     # Redis
     redis_url: str = "redis://localhost:6379/0"

@@ -20,6 +20,7 @@ from typing import Any
 from processor.core import fields as f
 from processor.core.clock import DAY_MS, add_days, day_start_ms, days_between, iso_day
 from processor.rules.config import Pipeline, RuleSet, Stage
+from processor.rules.gate import check_gate, fields_with_own_rule, rule_applies
 from processor.rules.junk import is_blank
 from schemas.state import OpportunityState
 
@@ -49,8 +50,7 @@ class Context:
 
     def applies(self, rule_id: str) -> bool:
         """Whether a stage-bound rule applies from the current stage on."""
-        start = self.pipeline.rule_start[rule_id]
-        return start is not None and self.position >= start
+        return rule_applies(self.pipeline, self.position, rule_id)
 
     def last_touch_ms(self) -> int | None:
         """Last activity, or creation when nothing was ever logged: a deal
@@ -64,20 +64,12 @@ def _names(items: list[str]) -> str:
 
 
 def _gate(ctx: Context, rules: RuleSet) -> list[Finding]:
-    required = ctx.pipeline.required_by_position[ctx.position]
-    if not required:
+    verdict = check_gate(ctx.pipeline, ctx.position, ctx.values, rules.junk_detector)
+    if verdict.passed:
         return []
-    owned = _fields_with_own_rule(ctx)
-    junk = rules.junk_detector
-    missing: list[str] = []
-    filler: list[str] = []
-    for name in required:
-        value = ctx.values.get(name)
-        if is_blank(value):
-            if name not in owned:
-                missing.append(name)
-        elif name != f.AMOUNT and junk.is_junk(name, value):
-            filler.append(name)
+    owned = fields_with_own_rule(ctx.pipeline, ctx.position)
+    missing = [name for name in verdict.missing if name not in owned]
+    filler = list(verdict.junk)
     found = []
     if missing:
         found.append(Finding(
@@ -99,18 +91,6 @@ def _gate(ctx: Context, rules: RuleSet) -> list[Finding]:
             {"junk_fields": filler, "values": shown, "stage": ctx.stage.name},
         ))
     return found
-
-
-def _fields_with_own_rule(ctx: Context) -> set[str]:
-    enabled = ctx.pipeline.enabled
-    owned = set()
-    if enabled("amount_invalid") and ctx.applies("amount_invalid"):
-        owned.add(f.AMOUNT)
-    if enabled("next_step_missing") and ctx.applies("next_step_missing"):
-        owned.add(f.NEXT_STEP)
-    if enabled("next_meeting_missing") and ctx.applies("next_meeting_missing"):
-        owned.add(f.NEXT_MEETING_DATE)
-    return owned
 
 
 def _activity(ctx: Context, rules: RuleSet) -> list[Finding]:

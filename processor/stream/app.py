@@ -1,5 +1,5 @@
 """The Faust application: topics, the opportunities table, the state agent,
-the sweep timer, the ingest loop and the health views."""
+the sweep timer, the ingest loop; its HTTP API is processor.web."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from processor.alerts.shell import AlertPolicy
 from processor.core.engine import Engine
@@ -24,6 +23,8 @@ from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
+from processor.web.cluster import advertised_url
+from processor.web.views import register
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,13 @@ class Worker:
             consumer_max_fetch_size=16 * 1_048_576,
             autodiscover=False,
             web_enabled=True,
+            # The API is ours (processor.web): Faust's own pages would serve
+            # table contents and cluster topology to anyone, unauthenticated.
+            web_router_enabled=False,
+            web_tables_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            canonical_url=advertised_url(settings),
             table_standby_replicas=0,
         )
         self.changes_topic = app.topic(
@@ -82,8 +90,8 @@ class Worker:
                          self.rollups.regrouping(self.rules)],
             policy=_alert_policy(settings),
         )
-        self.ingest = Ingest(settings, FieldMappings.with_overrides(
-            dict(self.rules.field_mapping.items())))
+        self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
+        self.ingest = Ingest(settings, self.mappings)
         self._wire()
 
     # ---- wiring -----------------------------------------------------------
@@ -129,25 +137,7 @@ class Worker:
         app.on_partitions_assigned.connect(self._rewind_uncommitted_too)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self._hold_flow_until_seeked)  # type: ignore[arg-type]
 
-        @app.page("/healthz")
-        async def healthz(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok"})
-
-        @app.page("/readyz")
-        async def readyz(web: Any, request: Any) -> Any:
-            # Before the first assignment nothing is rebalancing or recovering
-            # either: ready only once a recovery has completed (Faust never
-            # clears that event; later rebalances show in the two flags).
-            recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-            ready = (recovered and not app.rebalancing and not app.in_recovery
-                     and app.consumer is not None)
-            return web.json({"ready": ready}, status=200 if ready else 503)
-
-        @app.page("/metrics")
-        async def metrics_view(web: Any, request: Any) -> Any:
-            # aiohttp refuses a charset inside content_type; Prometheus reads it as UTF-8.
-            content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
-            return web.bytes(generate_latest(), content_type=content_type)
+        self.api = register(self)
 
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.processor.forget()
