@@ -20,6 +20,7 @@ from processor.web.models import (
     StageGateResult,
 )
 from schemas import AlertStatus, Digest
+from schemas.forecast import OverrideRequest
 
 API_VERSION = "1.0.0"
 _REF = "#/components/schemas/{model}"
@@ -35,6 +36,8 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (SnoozeRequest, "validation"),
     (AckRequest, "validation"),
     (AlertStatus, "serialization"),
+    (OverrideRequest, "validation"),
+    (OverrideRequest, "serialization"),
 ]
 
 
@@ -153,6 +156,19 @@ def document() -> dict[str, Any]:
             "requestBody": _body(ref(SnoozeRequest, "validation")),
             "responses": {"200": _json(ref(AlertStatus), "Recorded; the alert's status."),
                           **errors(400, 401, 404, 413, 422, 503)},
+        }},
+        "/v1/forecast/overrides": {"post": {
+            "operationId": "submitOverride",
+            "summary": "Submit a manager's forecast override",
+            "description": "Validated here (a reason is required, not blank), then put on "
+            "forecast.overrides keyed by manager. Whether the manager and period are known "
+            "is decided on the manager's partition: the outcome is a forecast.override-log "
+            "record or a dead letter. override_id and submitted_at are filled in when "
+            "absent; an amount of null withdraws the standing override.",
+            "requestBody": _body(ref(OverrideRequest, "validation")),
+            "responses": {"202": _json(ref(OverrideRequest), "Accepted for the manager's "
+                                       "partition; the override as submitted."),
+                          **errors(400, 401, 413, 422)},
         }},
         "/v1/alerts/{alert_id}/ack": {"post": {
             "operationId": "ackAlert",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from processor.alerts.actions import AlertActions
+from processor.forecast.overrides import OverrideRefused
 from processor.sources.mapping import CoercionError
 from processor.stream.owner_queues import QueueUnavailable
 from processor.stream.state import load_state
@@ -131,6 +133,26 @@ class Api:
             raise _unavailable(exc.reason) from None
 
 
+    async def override(self, request: web.Request) -> web.Response:
+        """A manager's override, put on ``forecast.overrides`` like one sent
+        to the topic directly; whether its manager and period are known is
+        decided in order on the manager's partition, so the answer is 202
+        (the outcome is an override-log record or a dead letter)."""
+        body = await read_body(request, self.max_body)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "malformed_json", f"The body is not JSON: {exc}.") from None
+        if isinstance(data, dict):
+            data.setdefault("submitted_at", datetime.now(UTC).isoformat())
+        try:
+            accepted = await self.worker.rollups.submit_override(data)
+        except OverrideRefused as exc:
+            status = 400 if exc.code == "malformed_json" else 422
+            raise ApiError(status, exc.code, exc.message) from None
+        return _json(accepted, 202)
+
+
 def register(worker: Worker) -> Api:
     """Adds the guard and every route to the worker's Faust app."""
     app, settings = worker.app, worker.settings
@@ -195,6 +217,11 @@ def register(worker: Worker) -> Api:
     class Snooze(faust.web.View):
         async def post(self, request: Any, alert_id: str) -> Any:
             return _json(await api.alerts.snooze(request, alert_id))
+
+    @app.page("/v1/forecast/overrides")
+    class Override(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            return await api.override(request)
 
     @app.page("/v1/alerts/{alert_id}/ack")
     class Ack(faust.web.View):

@@ -5,6 +5,7 @@ it) or refused (dead letter with the reason)."""
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +60,9 @@ def matches(rules: RuleSet, messages: Sequence[tuple[bytes | None, bytes]]) -> A
     return check
 
 
+TOKEN = "rollups-api-token"
+
+
 def override(**fields: Any) -> tuple[bytes | None, bytes]:
     body = {"override_id": "ov-1", "manager_id": "m-ann", "period": "FY2027-Q1",
             "category": "Commit", "amount": 250000.0, "currency": "USD",
@@ -71,7 +75,8 @@ def test_rollups_follow_moves_and_overrides_are_logged_or_refused(
     rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
 ) -> None:
     stream: Stream = new_stream(HYGIENE_ROLLUP_PUBLISH_SECONDS="1",
-                                HYGIENE_FISCAL_YEAR_START_MONTH="2")
+                                HYGIENE_FISCAL_YEAR_START_MONTH="2",
+                                HYGIENE_API_TOKEN=TOKEN)
     worker = new_worker("w", stream).start().wait_ready()
     partition_of = Partitioner(PARTITIONS)
     ann = [f"opp-r-{n}" for n in range(8)]
@@ -150,4 +155,33 @@ def test_rollups_follow_moves_and_overrides_are_logged_or_refused(
     assert by_code["malformed_json"].reason == "malformed_json"
     assert by_code["unknown_manager"].original_key_b64 is not None
     assert len(kafka.read(stream.names["override_log"])) == 1
+
+    # The same through the authenticated HTTP endpoint: refused on the spot
+    # when the request itself is wrong, otherwise 202 and, once the manager's
+    # partition has decided, an override-log record.
+    def post(body: bytes, token: str = TOKEN) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", worker.port, timeout=15)
+        try:
+            conn.request("POST", "/v1/forecast/overrides", body=body,
+                         headers={"Authorization": f"Bearer {token}",
+                                  "Content-Type": "application/json"})
+            reply = conn.getresponse()
+            return reply.status, orjson.loads(reply.read())
+        finally:
+            conn.close()
+
+    http_override = {"manager_id": "m-bob", "period": "FY2027-Q1", "category": "Pipeline",
+                     "amount": 5000.0, "currency": "EUR", "submitted_by": "u-bob-vp",
+                     "reason": "Two renewals booked outside the CRM"}
+    assert post(orjson.dumps(http_override), token="wrong")[0] == 401
+    assert post(b'{"manager_id": ')[0] == 400
+    status, body = post(orjson.dumps({**http_override, "reason": " "}))
+    assert (status, body["error"]) == (422, "missing_reason")
+    status, body = post(orjson.dumps(http_override))
+    assert status == 202 and body["override_id"] and body["submitted_at"]
+    logs = kafka.read_until(stream.names["override_log"], lambda r: len(r) >= 2, 60,
+                            "the override submitted over HTTP", explain=worker.log_tail)
+    logged = OverrideLogRecord.model_validate_json(logs[-1].value)
+    assert (logged.override_id, logged.manager_id, logged.reason, logged.value_after) == (
+        body["override_id"], "m-bob", "Two renewals booked outside the CRM", 5000.0)
     assert worker.stop() == 0
