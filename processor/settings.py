@@ -36,6 +36,11 @@ class Topics(BaseSettings):
     digests: str = "hygiene.digests"
     stage_history: str = "forecast.stage-history"
     rollups: str = "forecast.rollups"
+    rollup_rows: str = Field(
+        default="forecast.rollup-rows",
+        description="The rollups cut into one flat row per (manager, period, category, "
+        "currency), for warehouse sinks.",
+    )
     overrides: str = "forecast.overrides"
     override_log: str = "forecast.override-log"
     commands: str = "crm.commands"

@@ -112,3 +112,34 @@ class OverrideLogRecord(Record):
     system_totals: list[CurrencyTotal] = Field(
         description="The category's system totals in every currency at that moment.")
     previous_override: OverrideView | None
+
+
+class RollupRowRecord(Record):
+    """One currency of one category of a manager's rollup, flat, for a
+    warehouse table (``forecast.rollup-rows``): the nested ``RollupRecord``
+    cut into rows a JDBC sink can upsert. A currency that leaves a category
+    is published once more with zeros, so no stale row stays behind."""
+
+    record_id: str = Field(
+        description="Deterministic per (manager, period, category, currency): upsert on it.")
+    rollup_id: str = Field(description="The record_id of the RollupRecord this row is cut from.")
+    manager_id: str
+    period: str = Field(pattern=PERIOD_PATTERN)
+    period_start: date
+    period_end: date
+    category: ForecastCategoryName
+    currency: str
+    amount: float = Field(description="System total in this currency (0 once none is left).")
+    count: int = Field(description="Deals counted in this currency.")
+    won_amount: float
+    won_count: int
+    lost_amount: float
+    lost_count: int
+    override_id: str | None = Field(
+        description="The standing override of the category, on the row of its currency only.")
+    override_amount: float | None
+    override_currency: str | None
+    override_reason: str | None
+    override_by: str | None
+    override_at: UtcDatetime | None
+    updated_at: UtcDatetime = Field(description="The rollup's updated_at.")

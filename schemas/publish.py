@@ -18,7 +18,7 @@ from .change import OpportunityChange
 from .commands import CloseOutCommand
 from .deadletter import DeadLetter
 from .digest import Digest
-from .forecast import OverrideLogRecord, OverrideRequest, RollupRecord
+from .forecast import OverrideLogRecord, OverrideRequest, RollupRecord, RollupRowRecord
 from .history import StageHistoryRecord
 from .state import OpportunityState
 
@@ -36,6 +36,7 @@ PUBLISHED: dict[str, Any] = {
     "dead-letter": DeadLetter,
     "digest": Digest,
     "rollup": RollupRecord,
+    "rollup-row": RollupRowRecord,
     "override-request": OverrideRequest,
     "override-log": OverrideLogRecord,
 }

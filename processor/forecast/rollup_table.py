@@ -30,6 +30,7 @@ from processor.forecast.book import Book
 from processor.forecast.entry import Entry
 from processor.forecast.fiscal import FiscalCalendar
 from processor.forecast.overrides import OverrideRefused, decide, parse_override, view_of
+from processor.forecast.rows import rollup_rows, standing
 from processor.stream import metrics
 from processor.stream.regroup import (
     GroupedTable,
@@ -52,6 +53,7 @@ Publish = Callable[[Out], Awaitable[None]]
 
 _OVERRIDE = "override"
 _APPLIED = "applied"
+_ROWS = "rows"
 _OVERRIDE_PREFIX = aside_key(_OVERRIDE)
 PRUNE_EVERY_MS = 3_600_000
 
@@ -60,6 +62,7 @@ PRUNE_EVERY_MS = 3_600_000
 class RollupTopics:
     members: str
     rollups: str
+    rollup_rows: str
     override_log: str
     dead_letter: str
 
@@ -208,9 +211,26 @@ class ManagerRollups:
         book = self.book(partition, table)
         records = book.pending()
         if records:
-            topic = self.topics.rollups
-            await publish([(topic, r.manager_id.encode(), r.model_dump_json().encode())
-                           for r in records])
+            topic, rows_topic = self.topics.rollups, self.topics.rollup_rows
+            out: Out = []
+            shown: dict[bytes, list[tuple[str, str]]] = {}
+            for r in records:
+                key = r.manager_id.encode()
+                out.append((topic, key, r.model_dump_json().encode()))
+                # The row keys published last time are kept in the table (so
+                # a partition's new owner still zeroes a currency that left).
+                slot = aside_key(_ROWS, r.manager_id, r.period)
+                stored = table.get(slot)
+                before = [] if stored is None else [(c, cur) for c, cur in orjson.loads(stored)]
+                rows = rollup_rows(r, before)
+                out += [(rows_topic, key, row.model_dump_json().encode()) for row in rows]
+                shown[slot] = standing(rows)
+            await publish(out)
+            for slot, keys in shown.items():
+                if keys:
+                    table[slot] = orjson.dumps(keys)
+                elif table.get(slot) is not None:  # Faust's get: None when absent
+                    del table[slot]
             book.published(records)
             metrics.ROLLUPS.inc(len(records))
         if tick.at_ms - self.pruned_at.get(partition, 0) >= PRUNE_EVERY_MS:

@@ -51,7 +51,8 @@ class RollupService:
         self.app = app
         self.settings = settings
         topics = settings.topics
-        self.topics = RollupTopics(topics.rollup_members, topics.rollups, topics.override_log,
+        self.topics = RollupTopics(topics.rollup_members, topics.rollups, topics.rollup_rows,
+                                   topics.override_log,
                                    topics.dead_letter)
         self.calendar = FiscalCalendar(settings.fiscal_year_start_month)
         self.members = app.topic(topics.rollup_members, key_serializer="raw",

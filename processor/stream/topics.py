@@ -59,6 +59,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Not compacted: keyed by manager, one record per (manager, period),
         # so compaction would keep only a manager's latest period.
         TopicSpec(t.rollups, n, False, "manager forecast rollups"),
+        TopicSpec(t.rollup_rows, n, False, "manager forecast rollups as flat rows"),
         TopicSpec(t.overrides, n, False, "manager overrides (input)"),
         TopicSpec(t.override_log, n, False, "accepted overrides"),
         TopicSpec(t.commands, n, False, "close-out recommendations"),

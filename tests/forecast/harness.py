@@ -22,7 +22,8 @@ from schemas.forecast import CATEGORY_ORDER, RollupRecord
 from tests.alerts.test_owner_queue import PARTITIONS, TOPICS, Recorder
 from tests.alerts.test_owner_queue import StateSide as OwnerQueueStateSide
 
-ROLLUP_TOPICS = RollupTopics("t.members", "t.rollups", "t.override-log", "t.dead-letter")
+ROLLUP_TOPICS = RollupTopics("t.members", "t.rollups", "t.rollup-rows", "t.override-log",
+                             "t.dead-letter")
 Message = tuple[bytes | None, bytes]
 
 

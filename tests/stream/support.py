@@ -307,6 +307,7 @@ _TOPIC_ENV = {
     "digests": "DIGESTS",
     "stage_history": "STAGE_HISTORY",
     "rollups": "ROLLUPS",
+    "rollup_rows": "ROLLUP_ROWS",
     "overrides": "OVERRIDES",
     "override_log": "OVERRIDE_LOG",
     "commands": "COMMANDS",

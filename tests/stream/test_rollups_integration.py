@@ -17,7 +17,7 @@ from processor.forecast.fiscal import FiscalCalendar
 from processor.rules import RuleSet
 from processor.stream.routing import Partitioner
 from schemas import DeadLetter
-from schemas.forecast import OverrideLogRecord, RollupRecord
+from schemas.forecast import OverrideLogRecord, RollupRecord, RollupRowRecord
 from tests.forecast.harness import compare, oracle
 
 from .conftest import NewStream, NewWorker
@@ -140,6 +140,23 @@ def test_rollups_follow_moves_and_overrides_are_logged_or_refused(
     assert (commit.override.amount, commit.override.reason) == (
         250000.0, "Globex signs Friday, CFO confirmed")
     assert [(t.currency, t.amount) for t in commit.totals] == [("USD", 250.0)]
+
+    # The flat warehouse rows published beside the snapshots: their latest
+    # versions hold what the latest snapshots hold, zeroed rows aside.
+    def cut(snapshots: dict[tuple[str, str], RollupRecord]) -> set[tuple[Any, ...]]:
+        return {(r.manager_id, r.period, c.category, t.currency, t.amount, t.count,
+                 c.override.amount if c.override and c.override.currency == t.currency
+                 else None)
+                for r in snapshots.values() for c in r.categories for t in c.totals}
+
+    def rows_match(records: list[Rec]) -> bool:
+        rows = {row.record_id: row for row in
+                (RollupRowRecord.model_validate_json(r.value) for r in records)}
+        return {(w.manager_id, w.period, w.category, w.currency, w.amount, w.count,
+                 w.override_amount) for w in rows.values() if w.count} == cut(shown)
+
+    kafka.read_until(stream.names["rollup_rows"], rows_match, 60,
+                     "rollup rows matching the snapshots", explain=worker.log_tail)
 
     def refusals() -> list[DeadLetter]:
         found = [d for d in dead_letters(kafka.read(stream.dead_letter))

@@ -16,6 +16,7 @@ import pytest
 
 from processor.devstack.connect import LocalConnect
 from processor.devstack.postgres import SUPERUSER, LocalPostgres
+from tests.stream.support import Kafka
 
 from .support import Published, published_history
 
@@ -39,6 +40,12 @@ def postgres() -> Iterator[LocalPostgres]:
 def connect(kafka_bootstrap: str) -> Iterator[LocalConnect]:
     with LocalConnect(kafka_bootstrap, env=WAREHOUSE_ENV) as worker:
         yield worker
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str) -> Iterator[Kafka]:
+    with Kafka(kafka_bootstrap) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

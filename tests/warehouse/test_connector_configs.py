@@ -3,7 +3,10 @@ schemas, and keep every credential in the environment.
 
 The JDBC sinks give the JSON converter a Connect schema for records that are
 published as plain JSON, so that schema is a second description of each
-record: these tests make it follow ``schemas/*.schema.json``. A draft
+record: these tests make it follow ``schemas/*.schema.json``, nested
+structs and arrays included (the override ledger's, which a stock
+ReplaceField transform then drops before the sink, since the JDBC sink maps
+only primitive fields to columns). A draft
 configuration is checked the same way as soon as its record's schema is
 published; until then that check is skipped, saying so.
 """
@@ -24,7 +27,10 @@ CONFIGS = sorted(p.name for p in CONNECT.glob("*.json"))
 JDBC_SINKS = {
     # connector file -> glob of the published JSON Schema of its records
     "stage-history.jdbc-sink.json": "stage-history.schema.json",
+    "rollup-rows.jdbc-sink.json": "rollup-row.schema.json",
+    "override-log.jdbc-sink.json": "override-log.schema.json",
 }
+DROP_FIELDS = "org.apache.kafka.connect.transforms.ReplaceField$Value"
 
 
 def _connect_fields(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -33,21 +39,54 @@ def _connect_fields(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["field"]: f for f in schema["fields"]}
 
 
-def _expected_connect_type(prop: dict[str, Any]) -> tuple[set[str], str | None, bool]:
-    """(allowed Connect types, semantic name, optional) for one JSON Schema property."""
+def _property_type(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(the non-null JSON Schema of a property, with its reference resolved; nullable)."""
     variants = prop.get("anyOf", [prop])
     nullable = any(v.get("type") == "null" for v in variants)
     (value,) = [v for v in variants if v.get("type") != "null"]
+    if "$ref" in value:
+        value = defs[value["$ref"].removeprefix("#/$defs/")]
+    return value, nullable
+
+
+def _check_field(field: dict[str, Any], prop: dict[str, Any], defs: dict[str, Any],
+                 required: bool, where: str) -> None:
+    """One Connect field (or array item) against its JSON Schema property,
+    nested structs and arrays included."""
+    value, nullable = _property_type(prop, defs)
     kind, fmt = value.get("type"), value.get("format")
+    assert field["optional"] is nullable, (where, field, prop)
+    if not nullable and not required:
+        assert field.get("default") == prop["default"], (where, field, prop)
     if kind == "string" and fmt == "date-time":
-        return {"string"}, ZONED_TIMESTAMP, nullable
+        assert (field["type"], field.get("name")) == ("string", ZONED_TIMESTAMP), (where, field)
+        return
+    if kind == "object":
+        assert field["type"] == "struct", (where, field)
+        _check_struct(field, value, defs, where)
+        return
+    if kind == "array":
+        assert field["type"] == "array", (where, field)
+        _check_field(field["items"], value["items"], defs, True, f"{where}[]")
+        return
     types = {
         "string": {"string"},
         "integer": {"int32", "int64"},
         "number": {"double"},
         "boolean": {"boolean"},
     }[kind]
-    return types, None, nullable
+    assert field["type"] in types, (where, field, prop)
+    assert field.get("name") is None, (where, field)
+
+
+def _check_struct(struct: dict[str, Any], schema: dict[str, Any], defs: dict[str, Any],
+                  where: str) -> None:
+    fields = {f["field"]: f for f in struct["fields"]}
+    properties: dict[str, dict[str, Any]] = schema["properties"]
+    assert set(fields) == set(properties), where
+    for name, prop in properties.items():
+        _check_field(fields[name], prop, defs, name in schema.get("required", []),
+                     f"{where}.{name}")
 
 
 def test_every_config_file_is_a_connect_request_without_secrets() -> None:
@@ -81,14 +120,22 @@ def test_connect_schema_follows_the_published_record_schema(name: str) -> None:
         pytest.skip(f"{name} is a draft: no {JDBC_SINKS[name]} is published yet")
     assert len(found) == 1, found
     published: dict[str, Any] = json.loads(Path(found[0]).read_text())
-    properties: dict[str, dict[str, Any]] = published["properties"]
-    fields = _connect_fields(connector(name)["config"])
-    assert set(fields) == set(properties)
-    for field_name, prop in properties.items():
-        types, semantic, nullable = _expected_connect_type(prop)
-        field = fields[field_name]
-        assert field["type"] in types, (field_name, field, prop)
-        assert field.get("name") == semantic, (field_name, field)
-        assert field["optional"] is nullable, (field_name, field, prop)
-        if not nullable and field_name not in published.get("required", []):
-            assert field.get("default") == prop["default"], (field_name, field, prop)
+    schema = json.loads(connector(name)["config"]["value.converter.schema.content"])
+    assert (schema["type"], schema["optional"]) == ("struct", False)
+    _check_struct(schema, published, published.get("$defs", {}), name)
+
+
+@pytest.mark.parametrize("name", sorted(JDBC_SINKS))
+def test_what_reaches_the_jdbc_sink_is_flat(name: str) -> None:
+    """The JDBC sink maps primitive fields to columns only: every nested
+    field of a record is dropped by a stock ReplaceField transform."""
+    config = connector(name)["config"]
+    fields = _connect_fields(config)
+    nested = sorted(n for n, f in fields.items() if f["type"] in ("struct", "array", "map"))
+    dropped: list[str] = []
+    for transform in filter(None, config.get("transforms", "").split(",")):
+        if config[f"transforms.{transform}.type"] == DROP_FIELDS:
+            dropped += config[f"transforms.{transform}.exclude"].split(",")
+    assert sorted(dropped) == nested
+    keys = config["primary.key.fields"].split(",")
+    assert not set(keys) & set(dropped)

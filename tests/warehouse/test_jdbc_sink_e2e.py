@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 
 from processor.devstack import create_topics
 from processor.devstack.connect import LocalConnect
 from processor.devstack.postgres import LocalPostgres
-from tests.stream.support import PARTITIONS, Kafka, wait_for
+from tests.stream.support import PARTITIONS, Kafka
 
 from .conftest import NewDatabase
+from .sinks import caught_up
 from .support import (
     Published,
     as_row,
@@ -36,48 +35,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.integration
-
-CATCH_UP_SECONDS = 120.0
-
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str) -> Iterator[Kafka]:
-    with Kafka(kafka_bootstrap) as client:
-        yield client
-
-
-def _committed(kafka: Kafka, group: str, topic: str) -> dict[int, int]:
-    async def fetch() -> dict[int, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-        await admin.start()
-        try:
-            offsets = await admin.list_consumer_group_offsets(group)
-        finally:
-            await admin.close()
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-    result: dict[int, int] = kafka.run(fetch())
-    return result
-
-
-def _caught_up(kafka: Kafka, connect: LocalConnect, name: str, topic: str) -> None:
-    """Wait until the sink has committed every offset of the topic.
-
-    A sink task commits an offset only after the rows before it were
-    written, so once the group stands at the end offsets the table holds
-    everything that was produced.
-    """
-    ends = {p: o for p, o in kafka.end_offsets(topic).items() if o > 0}
-
-    def done() -> bool:
-        status = connect.connector_status(name)
-        failed = [t for t in status["tasks"] if t["state"] == "FAILED"]
-        assert not failed, failed[0].get("trace")
-        committed = _committed(kafka, f"connect-{name}", topic)
-        return all(committed.get(p, 0) >= o for p, o in ends.items())
-
-    wait_for(done, CATCH_UP_SECONDS, f"sink {name} committing {ends}", interval=0.5)
-
 
 def _columns(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
@@ -117,7 +74,7 @@ def test_sink_upserts_history_and_a_replay_changes_nothing(
     )
     try:
         connect.wait_running(name)
-        _caught_up(kafka, connect, name, topic)
+        caught_up(kafka, connect, name, topic)
 
         expected = {record_id: as_row(r) for record_id, r in latest.items()}
         first = table_rows(conn)
@@ -136,7 +93,7 @@ def test_sink_upserts_history_and_a_replay_changes_nothing(
 
         # Replay: the same records again, in the same order.
         kafka.produce(topic, messages)
-        _caught_up(kafka, connect, name, topic)
+        caught_up(kafka, connect, name, topic)
         assert table_rows(conn) == first
         assert interval_rows(conn) == intervals
     finally:
