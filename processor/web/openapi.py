@@ -174,11 +174,12 @@ def document() -> dict[str, Any]:
             "operationId": "ackAlert",
             "summary": "Acknowledge an alert",
             "description": "The first acknowledgement is kept (who, when); later ones are "
-            "logged in the alert's actions.",
+            "logged in the alert's actions. 422 invalid_action when `by` is blank once "
+            "trimmed (Python's notion of whitespace, wider than JSON Schema's).",
             "parameters": [_path_param("alert_id")],
             "requestBody": _body(ref(AckRequest, "validation")),
             "responses": {"200": _json(ref(AlertStatus), "Recorded; the alert's status."),
-                          **errors(400, 401, 404, 413, 503)},
+                          **errors(400, 401, 404, 413, 422, 503)},
         }},
     }
     return {

@@ -429,7 +429,10 @@ def conforms(base: str, wanted: set[str]) -> None:
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             tested.add((operation_id, mode.value))
 
-            @settings(max_examples=40, deadline=None, database=None,
+            # Derandomized: the same 40 cases every run, so a red CI run is
+            # a real change, not the draw (a random draw found the ack route's
+            # undocumented 422 once; it is documented now).
+            @settings(max_examples=40, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: Any) -> None:
