@@ -40,7 +40,7 @@ from processor.devstack._proc import (
 )
 from processor.devstack.kafka import java_binary
 from processor.devstack.maven import cache_root, fetch_jars
-from processor.devstack.server import LocalServer, ServerExited
+from processor.devstack.server import LocalServer
 
 __all__ = [
     "CONNECT_VERSION",
@@ -245,28 +245,14 @@ class LocalConnect(LocalServer):
         )
         self._proc, self._port = proc, port
 
-        def alive() -> None:
-            if proc.poll() is not None:
-                raise ServerExited(proc.returncode)
-
-        try:
-            wait_until(
-                lambda: port_accepts(port) and self._plugin_loaded(),
-                timeout=self.startup_timeout,
-                what=f"Kafka Connect on port {port} listing {JDBC_SINK_CLASS}",
-                alive=alive,
-                interval=0.5,
-            )
-        except ServerExited as exited:
-            self._proc = None
-            worker_log = tail(logfile) + "\n" + tail(self._tmp / "stdout.log")
-            if "Address already in use" in worker_log:
-                return False
-            raise RuntimeError(
-                f"Kafka Connect exited with code {exited.code} during start-up:\n{worker_log}"
-            ) from None
-        except TimeoutError as err:
-            raise RuntimeError(f"{err}\n{tail(logfile)}") from None
+        tmp = self._tmp
+        if not self._wait_started(
+            proc, lambda: port_accepts(port) and self._plugin_loaded(),
+            what=f"Kafka Connect on port {port} listing {JDBC_SINK_CLASS}",
+            log_text=lambda: tail(logfile) + "\n" + tail(tmp / "stdout.log"),
+            interval=0.5,
+        ):
+            return False
         self.startup_seconds = time.monotonic() - started
         log(f"Kafka Connect {CONNECT_VERSION} ready on {self.url} in {self.startup_seconds:.1f}s")
         return True

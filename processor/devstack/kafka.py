@@ -40,10 +40,9 @@ from processor.devstack._proc import (
     port_accepts,
     spawn,
     tail,
-    wait_until,
 )
 from processor.devstack.maven import cache_root, fetch_jars
-from processor.devstack.server import LocalServer, ServerExited
+from processor.devstack.server import LocalServer
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -267,35 +266,19 @@ class LocalKafka(LocalServer):
         self._proc, self._port = proc, port
         bootstrap = f"127.0.0.1:{port}"
 
-        def alive() -> None:
-            if proc.poll() is not None:
-                raise ServerExited(proc.returncode)
+        def server_log() -> str:
+            return tail(logs / "server.log") + "\n" + tail(logs / "stdout.log")
 
-        try:
-            wait_until(
-                lambda: port_accepts(port),
-                timeout=self.startup_timeout,
-                what=f"Kafka listening on {bootstrap}",
-                alive=alive,
-            )
-            remaining = max(10.0, self.startup_timeout - (time.monotonic() - started))
-            wait_until(
-                lambda: _run_async(_broker_answers(bootstrap)),
-                timeout=remaining,
-                what=f"Kafka answering metadata requests on {bootstrap}",
-                alive=alive,
-                interval=0.2,
-            )
-        except ServerExited as exited:
-            self._proc = None
-            server_log = tail(logs / "server.log") + "\n" + tail(logs / "stdout.log")
-            if "Address already in use" in server_log:
-                return False
-            raise RuntimeError(
-                f"Kafka broker exited with code {exited.code} during start-up:\n{server_log}"
-            ) from None
-        except TimeoutError as err:
-            raise RuntimeError(f"{err}\n{tail(logs / 'server.log')}") from None
+        if not self._wait_started(proc, lambda: port_accepts(port),
+                                  what=f"Kafka listening on {bootstrap}", log_text=server_log):
+            return False
+        remaining = max(10.0, self.startup_timeout - (time.monotonic() - started))
+        if not self._wait_started(
+            proc, lambda: _run_async(_broker_answers(bootstrap)),
+            what=f"Kafka answering metadata requests on {bootstrap}",
+            log_text=server_log, interval=0.2, timeout=remaining,
+        ):
+            return False
 
         ready = time.monotonic()
         self.startup_seconds = ready - started

@@ -27,10 +27,9 @@ from processor.devstack._proc import (
     spawn,
     tail,
     terminate_group,
-    wait_until,
 )
 from processor.devstack.apt import apt_install
-from processor.devstack.server import LocalServer, ServerExited
+from processor.devstack.server import LocalServer
 
 __all__ = ["LocalPostgres", "find_postgres_bin"]
 
@@ -177,28 +176,13 @@ class LocalPostgres(LocalServer):
         )
         self._proc, self._port = proc, port
 
-        def alive() -> None:
-            if proc.poll() is not None:
-                raise ServerExited(proc.returncode)
-
-        try:
-            wait_until(
-                lambda: self._ready(port),
-                timeout=self.startup_timeout,
-                what=f"PostgreSQL accepting connections on 127.0.0.1:{port}",
-                alive=alive,
-                interval=0.1,
-            )
-        except ServerExited as exited:
-            self._proc = None
-            server_log = tail(logfile)
-            if "could not bind" in server_log or "already in use" in server_log:
-                return False
-            raise RuntimeError(
-                f"postgres exited with code {exited.code} during start-up:\n{server_log}"
-            ) from None
-        except TimeoutError as err:
-            raise RuntimeError(f"{err}\n{tail(logfile)}") from None
+        if not self._wait_started(
+            proc, lambda: self._ready(port),
+            what=f"PostgreSQL accepting connections on 127.0.0.1:{port}",
+            log_text=lambda: tail(logfile),
+            port_taken=("could not bind", "already in use"),
+        ):
+            return False
         self.startup_seconds = time.monotonic() - started
         log(f"PostgreSQL ready on 127.0.0.1:{port} in {self.startup_seconds:.1f}s")
         return True

@@ -13,11 +13,12 @@ import atexit
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-from processor.devstack._proc import log, terminate_group
+from processor.devstack._proc import log, terminate_group, wait_until
 
 __all__ = ["LocalServer", "ServerExited"]
 
@@ -85,6 +86,41 @@ class LocalServer:
     def _start_once(self) -> bool:
         """Start and wait until the server answers; False when its port was taken."""
         raise NotImplementedError
+
+    def _wait_started(
+        self,
+        proc: subprocess.Popen[bytes],
+        ready: Callable[[], bool],
+        *,
+        what: str,
+        log_text: Callable[[], str],
+        port_taken: Sequence[str] = ("Address already in use",),
+        interval: float = 0.1,
+        timeout: float | None = None,
+    ) -> bool:
+        """Waits until ``ready()``. False when the server died because its
+        port was taken meanwhile (``port_taken`` found in its log: the caller
+        tries another port); RuntimeError with the log's tail when it died
+        otherwise or never became ready."""
+
+        def alive() -> None:
+            if proc.poll() is not None:
+                raise ServerExited(proc.returncode)
+
+        try:
+            wait_until(ready, timeout=timeout or self.startup_timeout, what=what, alive=alive,
+                       interval=interval)
+        except ServerExited as exited:
+            self._proc = None
+            text = log_text()
+            if any(marker in text for marker in port_taken):
+                return False
+            raise RuntimeError(
+                f"{self.kind} exited with code {exited.code} during start-up:\n{text}"
+            ) from None
+        except TimeoutError as err:
+            raise RuntimeError(f"{err}\n{log_text()}") from None
+        return True
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
         terminate_group(proc, grace=self.stop_timeout)
