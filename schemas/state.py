@@ -24,7 +24,7 @@ class Memo:
     read back from storage starts with an empty memo, and the engine then
     derives in full; so the memo can only save work, never change a result."""
 
-    __slots__ = ("evaluated", "walk")
+    __slots__ = ("evaluated", "memberships", "walk")
 
     def __init__(self) -> None:
         self.walk: Any = None
@@ -33,6 +33,10 @@ class Memo:
         """(time of the last rule evaluation, when a time-driven verdict can
         next change): lets the engine re-run only the checks whose inputs
         changed (core.engine)."""
+        self.memberships: Any = None
+        """What the stream's regroupings last computed for this state (owner
+        queue, rollup bucket), so a batch compares against it instead of
+        computing it again before applying (stream.regroup)."""
 
 
 class OpportunityState(Record):

@@ -128,20 +128,28 @@ class Outbox:
     def before(self, state: OpportunityState | None) -> list[Membership | None]:
         if state is None:
             return [None] * len(self.regroupings)
+        remembered = state.memo.memberships
+        if remembered is not None and remembered[0] is self.regroupings:
+            # Left by ``after`` when this state object was last handled: a
+            # state from the worker's cache needs no second computation.
+            return list(remembered[1])
         return [r.membership(state) for r in self.regroupings]
 
     def after(
         self, state: OpportunityState, before: list[Membership | None], now_ms: int
     ) -> None:
         at_ms = max(now_ms, state.high_water_ms)
+        memberships: list[Membership | None] = []
         for regrouping, old in zip(self.regroupings, before, strict=True):
             new = regrouping.membership(state)
+            memberships.append(new)
             render = partial(regrouping.render, state, at_ms)
             for group, payload in moves(old, new, render):
                 self.pending.setdefault((regrouping.topic, group), []).append({
                     "member": state.opportunity_id, "version": self.version,
                     "at_ms": at_ms, "payload": payload,
                 })
+        state.memo.memberships = (self.regroupings, memberships)
 
     def messages(self) -> list[tuple[str, bytes, bytes]]:
         return [
