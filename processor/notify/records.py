@@ -1,10 +1,9 @@
 """What the notifier reads: alert-topic and digest-topic messages, decoded.
 
 The alert policy marks each alert ``delivery: "realtime" | "digest"`` (with a
-``delivery_reason``). Those fields are read here from the raw JSON, not from
-the Alert model, so the notifier works the same whether or not the schema in
-this checkout already has them: a missing field means real time, and a
-record carrying them still validates against an Alert model that lacks them.
+``delivery_reason``). The notice carries that verdict beside the alert, which
+stays the condition itself; a missing or null ``delivery`` (a producer
+without the policy) means real time.
 """
 
 from __future__ import annotations
