@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from collections.abc import Callable
 
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
@@ -19,20 +17,6 @@ class NotifierProcess(WorkerProcess):
     def env(self) -> dict[str, str]:
         return {**super().env(), "HYGIENE_SLACK_METRICS_PORT": str(self.port),
                 "HYGIENE_SLACK_METRICS_HOST": "127.0.0.1"}
-
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of ``name`` whose labels include ``labels``."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            found = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
-            if not found or found.group(1) != name:
-                continue
-            have = dict(re.findall(r'(\w+)="([^"]*)"', found.group(2) or ""))
-            if all(have.get(k) == v for k, v in labels.items()):
-                total += float(found.group(3))
-        return total
 
 
 def group_of(stream: Stream) -> str:

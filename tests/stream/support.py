@@ -511,6 +511,17 @@ class WorkerProcess:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` on this process's /metrics whose
+        labels include ``labels`` (counters are named with ``_total``)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples if sample.name == name
+                   and all(sample.labels.get(k) == v for k, v in labels.items()))
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

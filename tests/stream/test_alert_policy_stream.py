@@ -9,14 +9,12 @@ policy then decides which of them are published, and how.
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from processor.alerts.actions import AlertActions
 from processor.devstack import LocalRedis
@@ -44,14 +42,6 @@ def policy_env(redis_url: str, prefix: str, **settings: str) -> dict[str, str]:
         "HYGIENE_ALERT_DAILY_BUDGET": "1000000",
         **settings,
     }
-
-
-def metric(worker: WorkerProcess, name: str) -> float:
-    """Sum of every sample of ``name`` on the worker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples if sample.name == name)
 
 
 def drain(stream: Stream, kafka: Kafka, *workers: WorkerProcess) -> None:
@@ -123,8 +113,8 @@ def test_two_workers_sharing_the_policy_publish_each_alert_once(
         assert (repeated.opportunity_id, repeated.rule_id) == (status.opportunity_id,
                                                                status.rule_id)
     # A repeat is suppressed by both workers.
-    suppressed = metric(a, "hygiene_alerts_suppressed_total") + metric(
-        b, "hygiene_alerts_suppressed_total")
+    suppressed = (a.metric("hygiene_alerts_suppressed_total")
+                  + b.metric("hygiene_alerts_suppressed_total"))
     assert suppressed == 2 * len(missing)
     # Resolutions always pass, on both.
     for s in (first, second):
@@ -156,7 +146,7 @@ def test_over_the_daily_budget_alerts_are_published_for_the_digest(
     over = [r for r in alerts if r.delivery_reason == "over_budget"]
     assert len(over) == len(alerts) - sum(realtime.values()) > 0
     assert {r.delivery for r in over} == {"digest"}
-    assert metric(worker, "hygiene_alerts_digest_only_total") == len(over)
+    assert worker.metric("hygiene_alerts_digest_only_total") == len(over)
     # Nothing lost: what was not published is a repeat of something that was.
     published = {r.alert_id for r in alerts}
     missing = set(expected) - published
@@ -197,14 +187,14 @@ def test_redis_stopped_and_restarted_mid_stream(
         drain(stream, kafka, worker)
         before = new_alerts()
         assert before and all(r.delivery_reason is None for r in before)
-        assert metric(worker, "hygiene_redis_degraded") == 0
+        assert worker.metric("hygiene_redis_degraded") == 0
 
         server.stop()
         kafka.produce(stream.input, chunks[1])
         drain(stream, kafka, worker)  # while Redis is down
         during = new_alerts()
         assert during and {r.delivery_reason for r in during} == {"policy_unavailable"}
-        assert metric(worker, "hygiene_redis_degraded") == 1
+        assert worker.metric("hygiene_redis_degraded") == 1
         assert "alert policy degraded" in worker.log_text()
 
         server.start()
@@ -212,9 +202,9 @@ def test_redis_stopped_and_restarted_mid_stream(
         for piece in pieces:
             kafka.produce(stream.input, piece)
             drain(stream, kafka, worker)
-            if metric(worker, "hygiene_redis_degraded") == 0:
+            if worker.metric("hygiene_redis_degraded") == 0:
                 break
-        assert metric(worker, "hygiene_redis_degraded") == 0, worker.log_tail()
+        assert worker.metric("hygiene_redis_degraded") == 0, worker.log_tail()
         for piece in pieces:  # the rest (and, again, what was sent: repeats)
             kafka.produce(stream.input, piece)
         drain(stream, kafka, worker)
@@ -229,7 +219,7 @@ def test_redis_stopped_and_restarted_mid_stream(
         # Nothing lost; what is missing was suppressed as a repeat.
         ids = Counter(r.alert_id for r in before + during + after)
         assert set(ids) <= set(expected)
-        suppressed = metric(worker, "hygiene_alerts_suppressed_total")
+        suppressed = worker.metric("hygiene_alerts_suppressed_total")
         assert len(set(expected) - set(ids)) <= suppressed
     finally:
         server.close()

@@ -6,7 +6,6 @@ digest run the workers were down for is caught up after the restart, once.
 
 from __future__ import annotations
 
-import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from processor.stream.routing import Partitioner
 from schemas import Digest
 
 from .conftest import NewStream, NewWorker
-from .support import PARTITIONS, Kafka, Stream, WorkerProcess, replay, wait_for
+from .support import PARTITIONS, Kafka, Stream, replay, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +54,6 @@ def schedule_at(when: datetime) -> dict[str, str]:
 def digests(kafka: Kafka, stream: Stream) -> list[tuple[bytes | None, Digest]]:
     return [(r.key, Digest.model_validate_json(r.value))
             for r in kafka.read(stream.names["digests"])]
-
-
-def checks_done(worker: WorkerProcess) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith('hygiene_digest_checks_total{outcome="done"}'))
 
 
 def test_an_owner_with_deals_on_several_partitions_gets_one_complete_digest(
@@ -137,7 +129,8 @@ def test_an_owner_with_deals_on_several_partitions_gets_one_complete_digest(
     assert all(i.issues for d in by_owner.values() for i in d.items)
 
     # Both workers go on checking and find the period done: nothing is sent twice.
-    wait_for(lambda: checks_done(a) >= 2 * PARTITIONS and checks_done(b) >= 2 * PARTITIONS,
+    wait_for(lambda: a.metric("hygiene_digest_checks_total", outcome="done") >= 2 * PARTITIONS
+             and b.metric("hygiene_digest_checks_total", outcome="done") >= 2 * PARTITIONS,
              60, "the timers found this week's run done",
              explain=lambda: a.log_tail() + b.log_tail())
     counts = Counter(d.owner_id for _, d in this_week())
