@@ -16,6 +16,8 @@ from processor.core.alerts import build_alert, build_close_out, build_resolution
 from processor.core.clock import day_start_ms, from_ms, order_stamp, to_ms
 from processor.core.outcome import Outcome
 from processor.rules.checks import (
+    ATTRIBUTE_GROUPS,
+    STRUCTURAL_ATTRIBUTES,
     STRUCTURAL_FIELDS,
     TIME_GROUPS,
     Finding,
@@ -31,11 +33,8 @@ CONTACTS_CAP = 20
 _TRACKED = (*f.TRACKED, f.DELETED)
 _NOTHING: frozenset[str] = frozenset()
 
-_BOOKKEEPING_GROUPS = {"last_activity_ms": "activity", "created_ms": "activity",
-                       "contacts": "threading"}
-"""State aggregates the checks read, by the group that reads them."""
-_STRUCTURAL_BOOKKEEPING = frozenset({"gap_stamp", "full_stamp", "merged_into"})
-"""Aggregates that decide which checks apply at all (resync, merged)."""
+_SUMMARY = ("stage_entered_ms", "close_pushes", "close_slip_days")
+"""Aggregates derived from the timeline (see ``_summarize``)."""
 
 _DUE_INPUTS = TIME_GROUPS
 """``next_due`` reads only what the time-driven groups read (and structural
@@ -87,13 +86,7 @@ class Engine:
         touched = _merge_bookkeeping(state, change, occurred, stamp, values)
         if touched:
             outcome.changed = True
-            if dirty is not None:
-                if touched & _STRUCTURAL_BOOKKEEPING:
-                    dirty = None
-                else:
-                    dirty.update(_BOOKKEEPING_GROUPS[name] for name in touched
-                                 if name in _BOOKKEEPING_GROUPS)
-        summary_before = (state.stage_entered_ms, state.close_pushes, state.close_slip_days)
+        summary_before = [getattr(state, name) for name in _SUMMARY]
 
         tracked = {k: values[k] for k in _TRACKED if k in values}
         new_transitions: list[timeline.Transition] = []
@@ -119,11 +112,14 @@ class Engine:
                     new_transitions = self._republish(state, list(before), outcome)
                 timeline.compact(state, rules)
 
+        touched.update(name for name, old in zip(_SUMMARY, summary_before, strict=True)
+                       if getattr(state, name) != old)
         if dirty is not None:
-            if state.stage_entered_ms != summary_before[0]:
-                dirty.add("time_in_stage")
-            if (state.close_pushes, state.close_slip_days) != summary_before[1:]:
-                dirty.add("close_date")
+            if touched & STRUCTURAL_ATTRIBUTES:
+                dirty = None
+            else:
+                for name in touched:
+                    dirty |= ATTRIBUTE_GROUPS.get(name, _NOTHING)
         self._reconcile(state, state.high_water_ms, change.event_id, outcome,
                         None if dirty is None else frozenset(dirty))
         self._notices(state, new_transitions, change.event_id, outcome)

@@ -368,6 +368,20 @@ _FIELD_GROUPS: dict[str, frozenset[str]] = {
 }
 
 
+ATTRIBUTE_GROUPS: dict[str, frozenset[str]] = {
+    "last_activity_ms": frozenset({"activity"}),
+    "created_ms": frozenset({"activity"}),
+    "contacts": frozenset({"threading"}),
+    "stage_entered_ms": frozenset({"time_in_stage"}),
+    "close_pushes": frozenset({"close_date"}),
+    "close_slip_days": frozenset({"close_date"}),
+}
+"""State aggregates (not fields) the checks read, by the groups that read them."""
+
+STRUCTURAL_ATTRIBUTES = frozenset({"gap_stamp", "full_stamp", "merged_into"})
+"""Aggregates that decide which checks apply at all (resync, merged)."""
+
+
 def field_groups(rules: RuleSet) -> dict[str, frozenset[str]]:
     """Field -> the check groups that read it (structural fields excluded):
     the static table plus every field some stage's gate requires."""
