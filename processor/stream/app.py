@@ -20,6 +20,7 @@ from processor.stream import messages
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
+from processor.stream.ownership import active_partitions
 from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
@@ -196,12 +197,7 @@ class Worker:
         """Asks the owner of each partition this worker actively owns to sweep
         it. Standbys are skipped, and nothing is asked mid-rebalance or
         recovery: the new owner sweeps on its next tick."""
-        app = self.app
-        if app.rebalancing or app.in_recovery:
-            return 0
-        name = self.changes_topic.get_topic_name()
-        partitions = sorted(tp.partition for tp in app.assignor.assigned_actives()
-                            if tp.topic == name)
+        partitions = active_partitions(self.app, self.changes_topic.get_topic_name())
         for partition in partitions:
             await self.changes_topic.send(value=messages.encode_sweep(now_ms),
                                           partition=partition)

@@ -27,6 +27,7 @@ from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from processor.settings import Settings
 from processor.stream import metrics, regroup
+from processor.stream.ownership import active_partitions, settled
 from processor.stream.routing import Partitioner
 from processor.stream.topics import OWNER_QUEUE_TABLE
 from schemas import Digest
@@ -98,20 +99,14 @@ class OwnerQueueService:
     async def _on_revoked(self, sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.queues.forget()
 
-    def _actives(self) -> set[int]:
-        name = self.topic_name
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == name}
 
     async def request_digests(self, now_ms: int) -> int:
         """Asks for the due period's run on each partition this worker
         actively owns and has not run it yet (standbys skipped; nothing asked
         mid-rebalance or recovery: the new owner asks on its next check)."""
-        app = self.app
-        if app.rebalancing or app.in_recovery:
-            return 0
         period = self.schedule.period(from_ms(now_ms)).isoformat()
         asked = 0
-        for partition in sorted(self._actives()):
+        for partition in active_partitions(self.app, self.topic_name):
             done = self.queues.slots.mark(partition, self.table)
             if done is not None and done >= period:
                 metrics.DIGEST_CHECKS.labels(outcome="done").inc()
@@ -126,9 +121,8 @@ class OwnerQueueService:
         period as it stands at ``now_ms``). Raises QueueUnavailable when this
         worker does not actively own the owner's partition right now."""
         partition = self.partition_of(owner_id)
-        app = self.app
-        if app.rebalancing or app.in_recovery:
+        if not settled(self.app):
             raise QueueUnavailable(owner_id, partition, "rebalancing or recovering")
-        if partition not in self._actives():
+        if partition not in active_partitions(self.app, self.topic_name):
             raise QueueUnavailable(owner_id, partition, "owned by another worker")
         return self.queues.queue(owner_id, partition, self.table, now_ms)

@@ -40,6 +40,7 @@ from processor.forecast.rollup_table import (
 from processor.rules.config import RuleSet
 from processor.settings import Settings
 from processor.stream import regroup
+from processor.stream.ownership import active_partitions
 from processor.stream.topics import ROLLUP_TABLE
 from schemas.forecast import OverrideRequest
 
@@ -115,15 +116,11 @@ class RollupService:
         """Asks each partition this worker actively owns that has changed
         buckets (or was just assigned) to publish them; nothing is asked
         mid-rebalance or recovery."""
-        app = self.app
-        if app.rebalancing or app.in_recovery:
-            return 0
-        name = self.members.get_topic_name()
         asked = 0
-        for tp in app.assignor.assigned_actives():
-            if tp.topic == name and self.rollups.needs_flush(tp.partition):
+        for partition in active_partitions(self.app, self.members.get_topic_name()):
+            if self.rollups.needs_flush(partition):
                 await self.members.send(value=regroup.encode_tick(now_ms, "flush"),
-                                        partition=tp.partition)
+                                        partition=partition)
                 asked += 1
         return asked
 
