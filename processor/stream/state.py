@@ -29,6 +29,7 @@ from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
 from processor.stream.store_items import Item, partitioned_items
 from schemas import AlertRecord, DeadLetter, OpportunityChange, OpportunityState, Record
+from schemas.state import state_from_json, state_to_json
 
 if TYPE_CHECKING:
     from processor.alerts.shell import AlertPolicy
@@ -48,11 +49,11 @@ class Topics:
 
 
 def load_state(raw: bytes | None) -> OpportunityState | None:
-    return None if raw is None else OpportunityState.model_validate_json(raw)
+    return None if raw is None else state_from_json(raw)
 
 
 def dump_state(state: OpportunityState) -> bytes:
-    return state.model_dump_json(exclude_defaults=True).encode()
+    return state_to_json(state)
 
 
 _DUE = re.compile(rb'"next_due_ms":(-?\d+)')
