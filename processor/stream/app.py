@@ -17,6 +17,7 @@ from processor.rules.config import RuleSet, load_rules
 from processor.settings import Settings
 from processor.sources.mapping import FieldMappings
 from processor.stream import messages
+from processor.stream.changelog import write_through_changelog
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
@@ -90,6 +91,7 @@ class Worker:
             regroupings=[self.owner_queues.regrouping(engine),
                          self.rollups.regrouping(self.rules)],
             policy=_alert_policy(settings),
+            persist=write_through_changelog(app),
         )
         self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
         self.ingest = Ingest(settings, self.mappings)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.stream import metrics
+from processor.stream.changelog import Persist, write_mapping
 from processor.stream.messages import ChangeBatch, SweepTick
 from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
@@ -112,9 +113,13 @@ class StateProcessor:
         partitions: int,
         regroupings: Sequence[Regrouping] = (),
         policy: AlertPolicy | None = None,
+        persist: Persist = write_mapping,
     ) -> None:
         self.engine = engine
         self.policy = policy
+        self.persist = persist
+        """How a batch's states reach the table (the worker's writes its
+        changelog directly: ``processor.stream.changelog``)."""
         self.topics = topics
         self.regroupings = regroupings
         """Tables keyed by something else than the opportunity (owner
@@ -258,12 +263,16 @@ class StateProcessor:
                     await decided.release()
                 raise
         engine = self.engine
+        writes: dict[bytes, bytes] = {}
         for key, state in dirty.items():
             state.next_due_ms = engine.next_due(state, now_ms)
-            table[key] = dump_state(state)
-            if len(self.cache) >= self.CACHE_LIMIT:
-                self.cache.clear()
-            self.cache[key] = state
+            writes[key] = dump_state(state)
+        await self.persist(table, writes, partition)
+        cache = self.cache
+        for key, state in dirty.items():
+            if len(cache) >= self.CACHE_LIMIT:
+                cache.clear()
+            cache[key] = state
             self.index.set(partition, key, state.next_due_ms)
 
     def _collect(
