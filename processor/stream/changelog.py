@@ -1,6 +1,6 @@
-"""Writing one batch of states to a Faust table: straight into its store,
-and to its changelog with one unawaited send per key, all acknowledged
-before the batch is.
+"""Writing what one message changed in a Faust table: straight into its
+store, and to its changelog with one unawaited send per key, all
+acknowledged before the message is.
 
 Why not ``table[key] = value``: Faust sends every table write to the
 changelog through its producer buffer (a FutureMessage, a hop through the
@@ -22,21 +22,27 @@ on both stores in ``tests/stream`` (restart and SIGKILL recovery).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, ItemsView, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from faust.types import TP
 
-Persist = Callable[[MutableMapping[bytes, bytes], dict[bytes, bytes], int], Awaitable[None]]
-"""Stores (key -> state bytes) written by one batch of one partition."""
+Writes = Mapping[bytes, bytes | None]
+"""Key -> new bytes, or None for a deleted key."""
+
+Persist = Callable[[MutableMapping[bytes, bytes], Writes, int], Awaitable[None]]
+"""Stores the writes one message of one partition made."""
 
 
 async def write_mapping(
-    table: MutableMapping[bytes, bytes], writes: dict[bytes, bytes], partition: int
+    table: MutableMapping[bytes, bytes], writes: Writes, partition: int
 ) -> None:
     """Plain mapping writes (a Faust table sends each to its changelog)."""
     for key, value in writes.items():
-        table[key] = value
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
 
 def write_through_changelog(app: Any) -> Persist:
@@ -44,7 +50,7 @@ def write_through_changelog(app: Any) -> Persist:
     started with the worker, so it is looked up per batch)."""
 
     async def persist(
-        table: MutableMapping[bytes, bytes], writes: dict[bytes, bytes], partition: int
+        table: MutableMapping[bytes, bytes], writes: Writes, partition: int
     ) -> None:
         faust_table: Any = table
         store = faust_table.data
@@ -52,10 +58,78 @@ def write_through_changelog(app: Any) -> Persist:
         producer = app.producer
         pending = []
         for key, value in writes.items():
-            store[key] = value
+            if value is None:
+                store.pop(key, None)  # the store's delete (RocksDB: every partition's)
+            else:
+                store[key] = value
             pending.append(await producer.send(topic, key, value, partition, None, None))
         if pending:
             sent = await asyncio.gather(*pending)
             store.set_persisted_offset(TP(topic, partition), max(m.offset for m in sent))
 
     return persist
+
+
+class PendingWrites(MutableMapping[bytes, bytes]):
+    """A table as one message's handler sees it: reads go through to the
+    table, writes and deletes wait in ``writes`` until the handler is done
+    and they are persisted together. Lets synchronous table code (the group
+    tables' ``apply``) keep its plain mapping interface."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        writes = self.writes
+        if key in writes:
+            value = writes[key]
+            return default if value is None else value
+        value = self.table.get(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        if self.get(key) is None:
+            raise KeyError(key)
+        self.writes[key] = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        writes = self.writes
+        for key in list(self.table):
+            if key not in writes:
+                yield key
+        for key, value in list(writes.items()):
+            if value is not None:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def items(self) -> ItemsView[bytes, bytes]:
+        return _Items(self)
+
+
+class _Items(ItemsView[bytes, bytes]):
+    """The table's own items (one pass over its store, not a read per key)
+    with the pending writes laid over them."""
+
+    _mapping: PendingWrites
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        pending = self._mapping
+        writes = pending.writes
+        for key, value in list(pending.table.items()):
+            if key not in writes and value is not None:
+                yield key, value
+        for key, new in list(writes.items()):
+            if new is not None:
+                yield key, new

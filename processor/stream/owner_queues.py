@@ -27,6 +27,7 @@ from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from processor.settings import Settings
 from processor.stream import metrics, regroup
+from processor.stream.changelog import PendingWrites, write_through_changelog
 from processor.stream.ownership import active_partitions, settled
 from processor.stream.routing import Partitioner
 from processor.stream.topics import OWNER_QUEUE_TABLE
@@ -72,7 +73,8 @@ class OwnerQueueService:
         return OwnerQueueRegrouping(engine, self.settings.topics.owner_queues)
 
     def wire(self, publish: Publish) -> None:
-        app, queues, table = self.app, self.queues, self.table
+        app, queues, stored = self.app, self.queues, self.table
+        persist = write_through_changelog(app)
 
         @app.agent(self.topic, name="hygiene.owner-queues")
         async def owner_queue_agent(stream: Any) -> None:
@@ -80,6 +82,7 @@ class OwnerQueueService:
             manual = stream.noack()
             async for event in manual.events():
                 partition = event.message.partition
+                table = PendingWrites(stored)
                 message = regroup.decode(event.value)
                 if isinstance(message, regroup.MemberBatch):
                     queues.apply(message, partition, table)
@@ -88,6 +91,7 @@ class OwnerQueueService:
                     if sent:
                         log.info("published %d digests for %s from partition %d",
                                  sent, message.period, partition)
+                await persist(stored, table.writes, partition)
                 await manual.ack(event)
 
         @app.timer(self.settings.digest_check_seconds)  # type: ignore[untyped-decorator]

@@ -40,6 +40,7 @@ from processor.forecast.rollup_table import (
 from processor.rules.config import RuleSet
 from processor.settings import Settings
 from processor.stream import regroup
+from processor.stream.changelog import PendingWrites, write_through_changelog
 from processor.stream.ownership import active_partitions
 from processor.stream.topics import ROLLUP_TABLE
 from schemas.forecast import OverrideRequest
@@ -73,7 +74,8 @@ class RollupService:
         return RollupRegrouping(rules, self.calendar, self.topics.members)
 
     def wire(self, publish: Publish) -> None:
-        app, rollups, table, topics = self.app, self.rollups, self.table, self.topics
+        app, rollups, stored, topics = self.app, self.rollups, self.table, self.topics
+        persist = write_through_changelog(app)
         self._publish = publish
 
         @app.agent(self.members, name="forecast.rollups")
@@ -82,6 +84,7 @@ class RollupService:
             manual = stream.noack()
             async for event in manual.events():
                 partition = event.message.partition
+                table = PendingWrites(stored)
                 message = decode(event.value)
                 if isinstance(message, regroup.MemberBatch):
                     rollups.apply(message, partition, table)
@@ -91,6 +94,7 @@ class RollupService:
                              message.request.manager_id, outcome)
                 else:
                     await rollups.flush(message, partition, table, publish)
+                await persist(stored, table.writes, partition)
                 await manual.ack(event)
 
         @app.agent(self.overrides, name="forecast.override-intake")
