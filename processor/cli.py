@@ -254,8 +254,10 @@ def worker(loglevel: str) -> None:
     import faust
 
     from processor.stream.app import create_worker
+    from processor.stream.runtime import tune_gc
 
     instance = create_worker()
+    tune_gc()  # after start-up's allocations, which it freezes
     # Faust's default "warn" level installs a DEBUG handler that costs 20-34%
     # of throughput (bench/README.md): run at info unless asked otherwise.
     faust.Worker(instance.app, loglevel=loglevel).execute_from_commandline()
