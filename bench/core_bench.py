@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from processor.core.clock import to_ms
 from processor.replay.runner import Replay
 from processor.rules import default_rules
+from processor.runtime import tune_gc
 from processor.simulate import simulate
 
 
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one run")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep CPython's default collector (hygiene replay tunes it)")
     args = parser.parse_args()
 
     rules = default_rules()
@@ -41,15 +44,18 @@ def main() -> None:
           f"({args.format}, {args.days} days) in {time.perf_counter() - started:.1f}s")
     as_of = to_ms(sim.as_of)
 
+    if not args.default_gc:
+        tune_gc()  # as `hygiene replay` does
+
     def run() -> tuple[Replay, float, float]:
         replay = Replay(rules, keep=False, received_at=sim.as_of)
         gc.collect()
-        start = time.perf_counter()
+        start = time.process_time()
         for raw in sim.events:
             replay.feed(raw, "bench")
-        fed = time.perf_counter()
+        fed = time.process_time()
         replay.finish(as_of)
-        return replay, fed - start, time.perf_counter() - fed
+        return replay, fed - start, time.process_time() - fed
 
     if args.profile:
         import cProfile

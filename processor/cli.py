@@ -96,6 +96,9 @@ def replay(
 ) -> None:
     """Replay recorded CRM events (JSON lines in any supported format, or CSV
     bulk exports) through the rules offline."""
+    from processor.runtime import tune_gc
+
+    tune_gc()
     ruleset = _load_rules(rules_path)
     as_of_time = _parse_time(as_of)
     result = run_replay(
@@ -253,8 +256,8 @@ def worker(loglevel: str) -> None:
     """Run a stream worker (configuration from HYGIENE_* environment variables)."""
     import faust
 
+    from processor.runtime import tune_gc
     from processor.stream.app import create_worker
-    from processor.stream.runtime import tune_gc
 
     instance = create_worker()
     tune_gc()  # after start-up's allocations, which it freezes

@@ -1,4 +1,4 @@
-"""Process-level tuning for a long-running worker.
+"""Process-level tuning for long runs: the stream worker and offline replay.
 
 CPython's cyclic garbage collector runs a young-generation pass every 700
 container allocations and walks whatever those passes promote, and a worker
