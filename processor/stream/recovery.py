@@ -155,7 +155,7 @@ class BulkRecovery(Recovery):
         """Keeps Faust's estimate of the time remaining: one sample per
         active event, the batch's time spread evenly over its events."""
         now_after = monotonic()
-        last = self._last_active_event_processed_at
+        last = getattr(self, "_last_active_event_processed_at", None)
         if last is not None:
             samples = self._processing_times
             samples.extend([(now_after - last) / count] * count)
