@@ -15,7 +15,7 @@ from processor.stream.routing import Partitioner
 from schemas import OpportunityState
 
 from .conftest import NewStream, NewWorker
-from .support import PARTITIONS, Kafka, WorkerProcess
+from .support import PARTITIONS, Kafka, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +26,20 @@ PADDING = "x" * 1_500  # ~2 KB values, as real states: several fetches and store
 Latest = dict[str, int | None]  # opportunity id -> the version it holds, None: deleted
 
 
-def _state(opportunity_id: str, version: int) -> bytes:
+def _state(opportunity_id: str, version: int, padding: str) -> bytes:
     state = OpportunityState(opportunity_id=opportunity_id,
-                             fields={"amount": version, "note": PADDING})
+                             fields={"amount": version, "note": padding})
     return state.model_dump_json(exclude_defaults=True).encode()
 
 
-def _write(kafka: Kafka, topic: str, writes: list[tuple[str, int | None]], latest: Latest) -> None:
+def _write(kafka: Kafka, topic: str, writes: list[tuple[str, int | None]], latest: Latest,
+           padding: str = PADDING) -> None:
     """Writes each (id, version or None for a tombstone) to the changelog as
     the worker would (key = id, partition = the stream's partitioner)."""
     partition_of = Partitioner(PARTITIONS)
     kafka.produce_to(topic, [
-        (partition_of(key), key.encode(), None if version is None else _state(key, version))
+        (partition_of(key), key.encode(),
+         None if version is None else _state(key, version, padding))
         for key, version in writes
     ])
     latest.update(writes)
@@ -115,3 +117,41 @@ def test_a_worker_recovers_the_latest_state_of_every_key_from_the_changelog(
         assert starts == {p: end - 1 for p, end in ends.items()}, worker.log_tail()
     else:
         assert starts == dict.fromkeys(range(PARTITIONS), -1), worker.log_tail()
+
+
+def test_a_worker_joining_mid_recovery_leaves_every_key_with_its_owner(
+    kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    """A rebalance while the first worker is still reading the changelog:
+    records fetched for the old assignment must not reach the table (the
+    consumer's own hand-over stops while Faust holds the flow), and each
+    worker ends with the latest value of every key it owns."""
+    stream = new_stream()
+    changelog = stream.changelog
+    ids = [f"opp-{i:06d}" for i in range(200_000)]  # several seconds of reading
+    latest: Latest = {}
+    _write(kafka, changelog, [(key, 1) for key in ids], latest, padding="y" * 100)
+    _write(kafka, changelog, [(key, 2) for key in ids[::3]], latest, padding="y" * 100)
+    _write(kafka, changelog, [(key, None) for key in ids[::5]], latest)
+
+    a = new_worker("a", stream, HYGIENE_API_TOKEN=TOKEN).start()
+    wait_for(lambda: "Restoring state from changelog topics" in a.log_text(), 60,
+             "a reads the changelog", interval=0.05, explain=a.log_tail)
+    b = new_worker("b", stream, HYGIENE_API_TOKEN=TOKEN).start()
+
+    def split() -> bool:
+        owners = kafka.assignment(stream.app_id, stream.changes)
+        return len(owners) == 2 and all(owners.values())
+
+    wait_for(split, 120, "a and b split the partitions",
+             explain=lambda: a.log_tail() + b.log_tail())
+    a.wait_ready(timeout=120)
+    b.wait_ready(timeout=120)
+    log = a.log_text()
+    restoring = log.index("Restoring state from changelog topics")
+    done = log.find("Done reading from changelog topics")
+    assert "generation id" in log[restoring:done if done >= 0 else None], (
+        "b joined only after a had read the whole changelog: nothing was tested")
+
+    sample = ids[::97]  # overwritten, deleted and untouched keys on every partition
+    assert _served(a, sample) == {key: latest[key] for key in sample}
