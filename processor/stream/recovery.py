@@ -116,25 +116,21 @@ class BulkRecovery(Recovery):
                 message = event.message
                 tp: TP = message.tp
                 offset = message.offset
-                if tp in active_tps:
-                    offsets = self.active_offsets
-                    table = tp_to_table[tp]
-                    bufsize = buffer_sizes.get(tp)
-                    if bufsize is None:
-                        bufsize = buffer_sizes[tp] = table.recovery_buffer_size
-                    self._active_events_received_at[tp] = now
-                    active = True
-                elif tp in standby_tps:
-                    offsets = self.standby_offsets
-                    table = tp_to_table[tp]
-                    bufsize = buffer_sizes.get(tp)
-                    if bufsize is None:
-                        bufsize = buffer_sizes[tp] = table.standby_buffer_size
-                        self._standby_events_received_at[tp] = now
-                    active = False
-                else:
+                active = tp in active_tps
+                if not active and tp not in standby_tps:
                     logger.warning(f"recovery unknown topic {tp} offset {offset}")
                     continue
+                table = tp_to_table[tp]
+                offsets = self.active_offsets if active else self.standby_offsets
+                bufsize = buffer_sizes.get(tp)
+                if bufsize is None:
+                    bufsize = buffer_sizes[tp] = (
+                        table.recovery_buffer_size if active else table.standby_buffer_size
+                    )
+                    if not active:  # as in Faust: a standby's first event only
+                        self._standby_events_received_at[tp] = now
+                if active:
+                    self._active_events_received_at[tp] = now
                 seen_offset = offsets.get(tp, None)
                 if seen_offset is None or offset > seen_offset:
                     offsets[tp] = offset

@@ -79,16 +79,23 @@ def test_the_bulk_loop_applies_each_new_offset_once_and_flushes_per_buffer() -> 
     asyncio.run(run())
 
 
-def test_the_bulk_loop_skips_a_partition_no_longer_assigned() -> None:
+def test_the_bulk_loop_applies_standbys_and_skips_a_partition_no_longer_assigned() -> None:
     async def run() -> None:
         app, table = _app(buffer=1)
         recovery = app.tables.recovery
-        tp0, tp1 = _tp(table, 0), _tp(table, 1)
+        tp0, tp1, tp2 = _tp(table, 0), _tp(table, 1), TP(table.changelog_topic_name, 2)
         recovery.add_active(table, tp0)
+        recovery.add_standby(table, tp1)
+        recovery._set_recovery_started()
         await recovery._apply_events([_event(app, tp0, 0, b"a", b"a0"),
-                                      _event(app, tp1, 0, b"z", b"revoked")])
-        assert dict(table.data.data) == {b"a": b"a0"}
-        assert tp1 not in recovery.active_offsets
+                                      _event(app, tp1, 7, b"s", b"s7"),
+                                      _event(app, tp2, 0, b"z", b"revoked")])
+        assert dict(table.data.data) == {b"a": b"a0", b"s": b"s7"}
+        assert recovery.active_offsets[tp0] == 0 and recovery.standby_offsets[tp1] == 7
+        assert tp2 not in recovery.active_offsets and tp2 not in recovery.standby_offsets
+        # Faust's time-remaining estimate counts active events only.
+        await recovery._apply_events([_event(app, tp1, 8, b"s", b"s8")])
+        assert len(recovery._processing_times) == 0
 
     asyncio.run(run())
 
