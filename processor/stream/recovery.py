@@ -197,7 +197,9 @@ class ChangelogConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer, handing changelog records straight to the
     changelog queue (see the module docstring)."""
 
-    _pressure_callbacks: dict[TP, tuple[Callable[[], None], Callable[[], None]]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pressure_callbacks: dict[TP, tuple[Callable[[], None], Callable[[], None]]] = {}
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         tables: Any = self.app.tables  # Any: the manager's private maps
@@ -235,12 +237,9 @@ class ChangelogConsumer(aiokafka_driver.Consumer):
     def _pressure(self, tp: TP) -> tuple[Callable[[], None], Callable[[], None]]:
         """The conductor's pressure callbacks for ``tp``, one pair per
         partition (the queue tracks pending drops by callback identity)."""
-        try:
-            return self._pressure_callbacks[tp]
-        except AttributeError:
-            self._pressure_callbacks = {}
-        except KeyError:
-            pass
+        pair = self._pressure_callbacks.get(tp)
+        if pair is not None:
+            return pair
         on_topic_buffer_full = self.app.sensors.on_topic_buffer_full
 
         def high() -> None:
