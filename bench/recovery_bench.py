@@ -14,7 +14,10 @@
    partition of the worker's changes topic and times until ``hygiene_sweeps_total`` reaches the
    partition count: the first in-worker sweep over everything recovered;
 5. optionally (``--rocksdb-restart``) restarts the RocksDB worker on the same
-   data directory: recovery from local state.
+   data directory: recovery from local state;
+6. optionally (``--profile-seconds``) attaches ``py-spy record`` (raw
+   collapsed stacks, idle samples, threads) to each worker once its log says
+   "Restoring", for that many seconds; summarize with ``pyspy_summary.py``.
 
     python bench/recovery_bench.py --opportunities 1000000 --stores memory://,rocksdb://
 """
@@ -26,6 +29,7 @@ import asyncio
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +53,7 @@ from sweep_bench import PREFIX, base_states
 
 HERE = Path(__file__).resolve().parent
 PROBE = False
+PROFILE_SECONDS = 0
 EXTRA_ENV: dict[str, str] = {}
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 MARKERS = {
@@ -170,8 +175,18 @@ def run_worker(
     result: dict[str, object] = {"store": env.store, "label": label, "log": str(log_path)}
     transitions: list[tuple[float, bool | None]] = []
     last: bool | None = None
+    spy: subprocess.Popen[bytes] | None = None
     try:
         while True:
+            if PROFILE_SECONDS and spy is None and "restoring" in log_times(log_path):
+                profile = logs / f"{env.app_id}-{label}-pyspy.txt"
+                result["profile"] = str(profile)
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
+                     "--duration", str(PROFILE_SECONDS), "--rate", "100", "--idle", "--threads",
+                     "--format", "raw", "--output", str(profile)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {proc.returncode}; see {log_path}")
             elapsed = time.monotonic() - launched
@@ -219,6 +234,8 @@ def run_worker(
         return result
     finally:
         stop_process(proc, grace=60)
+        if spy is not None:  # py-spy writes its profile when the worker exits
+            spy.wait(timeout=PROFILE_SECONDS + 30)
 
 
 def sweep(env: WorkerEnv, pid: int, at_ms: int) -> dict[str, object]:
@@ -295,10 +312,17 @@ def main() -> None:
         help="run the worker under bench/instrumented_worker.py with a probe "
         "that logs what each sweep sees in the table",
     )
+    parser.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=0,
+        help="py-spy each worker for this many seconds from the start of its recovery",
+    )
     args = parser.parse_args()
     exit_on_sigterm()
-    global PROBE
+    global PROBE, PROFILE_SECONDS
     PROBE = args.probe
+    PROFILE_SECONDS = args.profile_seconds
     EXTRA_ENV.update(item.split("=", 1) for item in args.worker_env)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     logs = Path(tempfile.mkdtemp(prefix="hygiene-recovery-logs-"))

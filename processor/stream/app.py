@@ -22,6 +22,8 @@ from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.ownership import active_partitions
+from processor.stream.recovery import RecoveryTableManager
+from processor.stream.recovery import install as install_fast_recovery
 from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
@@ -68,7 +70,10 @@ class Worker:
             web_stats_enabled=False,
             canonical_url=advertised_url(settings),
             table_standby_replicas=0,
+            # Recovery without Faust's per-record tasks (processor.stream.recovery).
+            TableManager=RecoveryTableManager,
         )
+        install_fast_recovery(app)
         self.changes_topic = app.topic(
             topics.changes, key_serializer="raw", value_serializer="raw",
             partitions=settings.partitions,

@@ -174,6 +174,22 @@ class Kafka:
         result: list[Sent] = self.run(send())
         return result
 
+    def produce_to(
+        self, topic: str, records: Iterable[tuple[int, bytes, bytes | None]]
+    ) -> list[Sent]:
+        """Sends (partition, key, value) records in order, a None value as a
+        tombstone, and returns once all are acknowledged."""
+
+        async def send() -> list[Sent]:
+            producer = await self._get_producer()
+            pending = [await producer.send(topic, value, key=key, partition=partition)
+                       for partition, key, value in records]
+            metadata = await asyncio.gather(*pending)
+            return [Sent(m.partition, m.offset) for m in metadata]
+
+        result: list[Sent] = self.run(send())
+        return result
+
     # ---- reading ----------------------------------------------------------
     def partitions(self, topic: str) -> list[TopicPartition]:
         return [TopicPartition(topic, p) for p in range(PARTITIONS)]
