@@ -52,7 +52,10 @@ class Worker:
             web_host=settings.web_host,
             web_port=settings.web_port,
             web_bind=settings.web_host,
-            producer_linger_ms=5,
+            # Every send on this producer (outputs, changelog records) is
+            # awaited before the batch is acked, so lingering only idles the
+            # state agent: 5 ms left the worker waiting 20-30% of the time.
+            producer_linger_ms=0,
             producer_max_batch_size=1_048_576,
             producer_acks=-1,
             broker_commit_interval=1.0,
