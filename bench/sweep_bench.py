@@ -297,7 +297,7 @@ def main() -> None:
                 "base": stats,
                 "source": len(states),
                 "pid": os.getpid(),
-                "args": vars(args) | {"out": str(args.out)},
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                 "results": results,
             },
             indent=2,
