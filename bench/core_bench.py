@@ -15,21 +15,18 @@ import argparse
 import gc
 import statistics
 import time
-from datetime import UTC, datetime
+
+from traffic import add_traffic_arguments, simulated
 
 from processor.core.clock import to_ms
 from processor.replay.runner import Replay
 from processor.rules import default_rules
 from processor.runtime import tune_gc
-from processor.simulate import simulate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--opportunities", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--format", default="mixed")
-    parser.add_argument("--seed", type=int, default=1)
+    add_traffic_arguments(parser, opportunities=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one run")
     parser.add_argument("--default-gc", action="store_true",
@@ -38,8 +35,7 @@ def main() -> None:
 
     rules = default_rules()
     started = time.perf_counter()
-    sim = simulate(opportunities=args.opportunities, days=args.days, seed=args.seed,
-                   fmt=args.format, start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
+    sim = simulated(args, rules)
     print(f"generated {len(sim.events):,} messages for {args.opportunities:,} opportunities "
           f"({args.format}, {args.days} days) in {time.perf_counter() - started:.1f}s")
     as_of = to_ms(sim.as_of)

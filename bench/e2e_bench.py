@@ -56,6 +56,7 @@ from benchkit import (
     rss_mib,
     stop_process,
 )
+from traffic import add_traffic_arguments, simulated
 
 HERE = Path(__file__).resolve().parent
 INPUT_METRIC = "hygiene_input_messages_total"
@@ -64,20 +65,12 @@ APPLIED_METRIC = "hygiene_changes_applied_total"
 
 def generate(args: argparse.Namespace) -> tuple[list[bytes], list[str], int]:
     from processor.rules import default_rules
-    from processor.simulate import simulate
     from processor.sources.detect import decode
     from processor.sources.mapping import FieldMappings
 
     rules = default_rules()
     started = time.perf_counter()
-    sim = simulate(
-        opportunities=args.opportunities,
-        days=args.days,
-        seed=args.seed,
-        fmt=args.format,
-        start=datetime(2026, 1, 1, tzinfo=UTC),
-        rules=rules,
-    )
+    sim = simulated(args, rules)
     events, keys = sim.events, sim.keys
     if args.messages and len(events) > args.messages:
         events, keys = events[: args.messages], keys[: args.messages]
@@ -378,10 +371,7 @@ class PolicyRedis:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--opportunities", type=int, default=9000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--format", default="mixed")
-    parser.add_argument("--seed", type=int, default=1)
+    add_traffic_arguments(parser, opportunities=9000)
     parser.add_argument("--messages", type=int, default=0, help="cap (0: all generated)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--skip-raw", action="store_true")

@@ -31,14 +31,13 @@ import argparse
 import gc
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import orjson
+from traffic import add_traffic_arguments, simulated
 
 from processor.core.engine import Engine
 from processor.rules import default_rules
 from processor.runtime import tune_gc
-from processor.simulate import simulate
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
 from processor.stream import messages
@@ -62,18 +61,14 @@ def best_cpu(fn: Callable[[], object], repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--opportunities", type=int, default=9000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--format", default="mixed")
-    parser.add_argument("--seed", type=int, default=1)
+    add_traffic_arguments(parser, opportunities=9000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--raw-us", type=float, default=0.0,
                         help="the plain loop's CPU per message from an e2e run (0: omit)")
     args = parser.parse_args()
 
     rules = default_rules()
-    sim = simulate(opportunities=args.opportunities, days=args.days, seed=args.seed,
-                   fmt=args.format, start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
+    sim = simulated(args, rules)
     raws = sim.events
     mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
     changes: list[OpportunityChange] = [c for raw in raws for c in decode(raw, mappings).changes]
