@@ -288,12 +288,15 @@ class StateProcessor:
                 held.append(alert)
             else:
                 self._alert_out(key, alert, out)
-        for record in outcome.history:
-            out.append((topics.stage_history, key, _json(record)))
-        metrics.STAGE_HISTORY.inc(len(outcome.history))
-        for command in outcome.commands:
-            out.append((topics.commands, key, _json(command)))
-        metrics.COMMANDS.inc(len(outcome.commands))
+        # Most changes produce neither; a counter increment takes a lock.
+        if outcome.history:
+            for record in outcome.history:
+                out.append((topics.stage_history, key, _json(record)))
+            metrics.STAGE_HISTORY.inc(len(outcome.history))
+        if outcome.commands:
+            for command in outcome.commands:
+                out.append((topics.commands, key, _json(command)))
+            metrics.COMMANDS.inc(len(outcome.commands))
 
     def _alert_out(
         self, key: bytes, alert: AlertRecord, out: list[tuple[str, bytes | None, bytes]]
