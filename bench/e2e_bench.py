@@ -366,7 +366,7 @@ class PolicyRedis:
 
     def close(self) -> None:
         if self.local is not None:
-            self.local.close()
+            self.local.stop()
 
 
 def main() -> None:

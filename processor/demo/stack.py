@@ -164,7 +164,7 @@ class Stack:
         if redis is not None:
             pid = _pid(redis)
             with contextlib.suppress(Exception):
-                redis.close()
+                redis.stop()
             stopped.append(f"Redis (pid {pid})")
         kafka, self.kafka = self.kafka, None
         if kafka is not None:

@@ -147,7 +147,7 @@ def redis_from_env_or_start() -> RedisService:
         except Exception as err:
             log(f"testcontainers Redis failed ({err!r}); starting a local redis-server instead")
     local = LocalRedis().start()
-    return RedisService(local.url, "local", local, local.close)
+    return RedisService(local.url, "local", local, local.stop)
 
 
 def services_from_env_or_start() -> Services:

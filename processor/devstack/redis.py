@@ -2,24 +2,20 @@
 
 Tests stop Redis in the middle of a stream to check that the processor
 degrades and recovers, so the server must come back on the same port; that is
-why this is a small launcher around the real binary rather than a fake.
+why this is a small launcher around the real binary rather than a fake, on
+the life cycle every local server shares (``processor.devstack.server``).
 """
 
 from __future__ import annotations
 
-import atexit
 import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 
-from processor.devstack._proc import free_port, log, spawn, tail, terminate_group, wait_until
+from processor.devstack._proc import free_port, log, spawn, tail
 from processor.devstack.apt import apt_install
+from processor.devstack.server import LocalServer
 
 __all__ = ["LocalRedis", "find_redis_server"]
 
@@ -39,19 +35,17 @@ def find_redis_server() -> str:
     return found
 
 
-class LocalRedis:
-    """redis-server on 127.0.0.1 without persistence, restartable on its port.
+class LocalRedis(LocalServer):
+    """redis-server on 127.0.0.1 without persistence, restartable on its port:
+    ``halt()`` then ``start()`` brings the same URL back, which is what a
+    client configured with that URL reconnects to."""
 
-    ``stop()`` keeps the port so that ``start()`` brings the same URL back,
-    which is what a client configured with that URL will reconnect to.
-    """
+    kind = "Redis"
 
     def __init__(self, *, port: int | None = None, startup_timeout: float = 20.0) -> None:
-        self.startup_timeout = startup_timeout
-        self.startup_seconds: float | None = None
-        self._port = port
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._tmp: Path | None = None
+        super().__init__(startup_timeout=startup_timeout, stop_timeout=5.0)
+        self._port = self._asked_port = port
+        self._binary: str | None = None
 
     @property
     def port(self) -> int:
@@ -63,63 +57,26 @@ class LocalRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def _prepare(self) -> None:
+        if self._binary is None:
+            self._binary = find_redis_server()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def start(self) -> Self:
-        if self.running:
-            return self
-        binary = find_redis_server()
-        if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="hygiene-redis-"))
-            atexit.register(self.close)
+    def _start_once(self) -> bool:
+        assert self._tmp is not None and self._binary is not None
         if self._port is None:
             self._port = free_port()
+        port = self._port
         started = time.monotonic()
         logfile = self._tmp / "redis.log"
         proc = spawn(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self._port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._tmp),
-                "--daemonize",
-                "no",
-            ],
+            [self._binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+             "--appendonly", "no", "--dir", str(self._tmp), "--daemonize", "no"],
             log_file=logfile,
             cwd=self._tmp,
         )
         self._proc = proc
-        client = redis.Redis(
-            host="127.0.0.1", port=self._port, socket_connect_timeout=0.5, socket_timeout=0.5
-        )
-
-        def alive() -> None:
-            if proc.poll() is not None:
-                self._proc = None
-                raise RuntimeError(
-                    f"redis-server exited with code {proc.returncode} on port {self._port}:\n"
-                    f"{tail(logfile)}"
-                )
+        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5,
+                             socket_timeout=0.5)
 
         def pings() -> bool:
             try:
@@ -128,32 +85,13 @@ class LocalRedis:
                 return False
 
         try:
-            wait_until(
-                pings,
-                timeout=self.startup_timeout,
-                what=f"redis-server answering PING on port {self._port}",
-                alive=alive,
-                interval=0.05,
-            )
-        except BaseException:
-            self.stop()
-            raise
+            if not self._wait_started(proc, pings, what=f"redis-server answering PING on port "
+                                      f"{port}", log_text=lambda: tail(logfile), interval=0.05):
+                if self.startup_seconds is None and self._asked_port is None:
+                    self._port = None  # our own pick, taken meanwhile: pick another
+                return False
         finally:
             client.close()
         self.startup_seconds = time.monotonic() - started
         log(f"Redis ready on {self.url} in {self.startup_seconds:.2f}s")
-        return self
-
-    def stop(self) -> None:
-        """Kill the server but keep port and folder, so start() can bring it back."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            terminate_group(proc, grace=5.0)
-
-    def close(self) -> None:
-        """Stop for good and remove the temporary folder; idempotent for atexit."""
-        self.stop()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-        atexit.unregister(self.close)
+        return True

@@ -1,10 +1,11 @@
 """The life cycle the loopback servers share: a temporary folder, a child
 process on a free port (retried when the port is taken before the server
-binds it), and a stop that is safe to call twice.
+binds it), a halt that keeps folder and port so a restart comes back on the
+same address, and a stop that is safe to call twice.
 
-Kafka, Kafka Connect and PostgreSQL differ only in what they fetch or find
-first, how they start once and how they are asked to stop; subclasses supply
-those parts, so failure handling stays the same for all of them.
+Kafka, Kafka Connect, PostgreSQL and Redis differ only in what they fetch or
+find first, how they start once and how they are asked to stop; subclasses
+supply those parts, so failure handling stays the same for all of them.
 """
 
 from __future__ import annotations
@@ -61,13 +62,18 @@ class LocalServer:
         self.stop()
 
     def start(self) -> Self:
+        """Starts the server, or starts it again after ``halt()`` in the same
+        folder (``_start_once`` decides whether the port is kept)."""
         if self._proc is not None:
             return self
         self._prepare()
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"hygiene-{self.kind.lower()}-"))
-        atexit.register(self.stop)
+        fresh = self._tmp is None
+        if fresh:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"hygiene-{self.kind.lower()}-"))
+            atexit.register(self.stop)
         try:
-            self._initialize()
+            if fresh:
+                self._initialize()
             for attempt in range(_ATTEMPTS):
                 if self._start_once():
                     return self
@@ -125,11 +131,16 @@ class LocalServer:
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
         terminate_group(proc, grace=self.stop_timeout)
 
-    def stop(self) -> None:
-        """Idempotent, because atexit may call it again after a fixture did."""
+    def halt(self) -> None:
+        """Stops the process only: folder and port stay, for ``start()``."""
         proc, self._proc = self._proc, None
         if proc is not None:
             self._terminate(proc)
+
+    def stop(self) -> None:
+        """For good; idempotent, because atexit may call it again after a
+        fixture did."""
+        self.halt()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

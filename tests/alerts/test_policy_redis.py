@@ -317,7 +317,7 @@ def test_without_redis_alerts_flow_and_the_policy_recovers_by_itself(prefix: str
                                           "a3": ("digest", "below_severity")}
         assert metrics.REDIS_DEGRADED._value.get() == 0 and not policy.degraded
         # Stopped mid-way, and back: same again (the script is loaded anew).
-        redis_server.stop()
+        redis_server.halt()
         assert deliveries((await policy.decide([alert("a4", opp="o4")])).records) == {
             "a4": ("realtime", "policy_unavailable")}
         assert metrics.REDIS_DEGRADED._value.get() == 1
@@ -332,4 +332,4 @@ def test_without_redis_alerts_flow_and_the_policy_recovers_by_itself(prefix: str
         run(scenario())
     finally:
         mute.close()
-        redis_server.close()
+        redis_server.stop()

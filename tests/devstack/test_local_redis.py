@@ -29,7 +29,7 @@ def test_stop_and_start_on_the_same_port(redis_service: RedisService) -> None:
     with redis.Redis.from_url(url_before, socket_connect_timeout=1) as client:
         client.set("devstack:restart", "1")
 
-        local.stop()
+        local.halt()
         with pytest.raises(redis.ConnectionError):
             client.ping()
 

@@ -189,7 +189,7 @@ def test_redis_stopped_and_restarted_mid_stream(
         assert before and all(r.delivery_reason is None for r in before)
         assert worker.metric("hygiene_redis_degraded") == 0
 
-        server.stop()
+        server.halt()
         kafka.produce(stream.input, chunks[1])
         drain(stream, kafka, worker)  # while Redis is down
         during = new_alerts()
@@ -222,4 +222,4 @@ def test_redis_stopped_and_restarted_mid_stream(
         suppressed = worker.metric("hygiene_alerts_suppressed_total")
         assert len(set(expected) - set(ids)) <= suppressed
     finally:
-        server.close()
+        server.stop()
