@@ -119,6 +119,18 @@ def spawn(
         )
 
 
+def run_step(
+    command: list[str], what: str, *, timeout: float, cwd: Path | None = None, **kwargs: Any
+) -> None:
+    """A set-up command that must succeed (format storage, create a
+    database): its output goes into the error, because that is all a CI log
+    will show of why a fresh machine could not start the server."""
+    result = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=timeout, check=False, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{result.stdout}\n{result.stderr}")
+
+
 def as_user(user: str | None) -> dict[str, Any]:
     """Popen arguments that drop root for one child; nothing when no user is given."""
     if user is None:

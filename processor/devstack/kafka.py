@@ -15,7 +15,6 @@ import base64
 import contextlib
 import os
 import shutil
-import subprocess
 import textwrap
 import time
 import uuid
@@ -38,6 +37,7 @@ from processor.devstack._proc import (
     free_port,
     log,
     port_accepts,
+    run_step,
     spawn,
     tail,
 )
@@ -216,7 +216,7 @@ class LocalKafka(LocalServer):
         props = self._write_config(port, controller_port, data, logs)
         log4j = f"-Dlog4j.configuration={(self._tmp / 'log4j.properties').as_uri()}"
 
-        fmt = subprocess.run(
+        run_step(
             [
                 java,
                 "-Xmx256m",
@@ -233,14 +233,9 @@ class LocalKafka(LocalServer):
                 "-c",
                 str(props),
             ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
+            "kafka StorageTool format",
             timeout=120,
-            check=False,
         )
-        if fmt.returncode != 0:
-            raise RuntimeError(f"kafka StorageTool format failed:\n{fmt.stdout}\n{fmt.stderr}")
         formatted = time.monotonic()
 
         proc = spawn(

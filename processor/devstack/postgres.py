@@ -24,6 +24,7 @@ from processor.devstack._proc import (
     as_user,
     free_port,
     log,
+    run_step,
     spawn,
     tail,
     terminate_group,
@@ -118,7 +119,7 @@ class LocalPostgres(LocalServer):
 
     def _initdb(self, user: str | None) -> None:
         assert self._tmp is not None and self._bin is not None
-        result = subprocess.run(
+        run_step(
             [
                 str(self._bin / "initdb"),
                 "-D",
@@ -131,16 +132,11 @@ class LocalPostgres(LocalServer):
                 "--locale=C",
                 "--no-sync",
             ],
+            "initdb",
             cwd=self._tmp,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
             timeout=120,
-            check=False,
             **as_user(user),
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
     def _start_once(self) -> bool:
         assert self._tmp is not None and self._bin is not None
@@ -203,7 +199,7 @@ class LocalPostgres(LocalServer):
         if not _NAME.match(name):
             raise ValueError(f"database name {name!r} must be a plain lower-case identifier")
         assert self._bin is not None
-        result = subprocess.run(
+        run_step(
             [
                 str(self._bin / "createdb"),
                 "-h",
@@ -214,14 +210,9 @@ class LocalPostgres(LocalServer):
                 SUPERUSER,
                 name,
             ],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
+            f"createdb {name}",
             timeout=60,
-            check=False,
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"createdb {name} failed:\n{result.stderr}")
         return self.dsn(name)
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
