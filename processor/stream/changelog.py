@@ -70,6 +70,27 @@ def write_through_changelog(app: Any) -> Persist:
     return persist
 
 
+Handler = Callable[[bytes, int, "PendingWrites"], Awaitable[None]]
+"""Handles one message's value on a partition, writing to the table given."""
+
+
+async def run_table_agent(stream: Any, app: Any, table: MutableMapping[bytes, bytes],
+                          handle: Handler) -> None:
+    """The loop of an agent that owns ``table``: each message is handled
+    against the table with its writes held back, the writes are persisted
+    (``write_through_changelog``), and only then is the message acked. Acks
+    are manual because Faust's own ack sits in a ``finally``: a message
+    whose handling raised or was cancelled would be committed half done."""
+    persist = write_through_changelog(app)
+    manual = stream.noack()
+    async for event in manual.events():
+        partition = event.message.partition
+        pending = PendingWrites(table)
+        await handle(event.value, partition, pending)
+        await persist(table, pending.writes, partition)
+        await manual.ack(event)
+
+
 class PendingWrites(MutableMapping[bytes, bytes]):
     """A table as one message's handler sees it: reads go through to the
     table, writes and deletes wait in ``writes`` until the handler is done

@@ -27,7 +27,7 @@ from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from processor.settings import Settings
 from processor.stream import metrics, regroup
-from processor.stream.changelog import PendingWrites, write_through_changelog
+from processor.stream.changelog import PendingWrites, run_table_agent
 from processor.stream.ownership import active_partitions, settled
 from processor.stream.routing import Partitioner
 from processor.stream.topics import OWNER_QUEUE_TABLE
@@ -74,25 +74,20 @@ class OwnerQueueService:
 
     def wire(self, publish: Publish) -> None:
         app, queues, stored = self.app, self.queues, self.table
-        persist = write_through_changelog(app)
+
+        async def handle(value: bytes, partition: int, table: PendingWrites) -> None:
+            message = regroup.decode(value)
+            if isinstance(message, regroup.MemberBatch):
+                queues.apply(message, partition, table)
+                return
+            sent = await queues.run_digests(message, partition, table, publish)
+            if sent:
+                log.info("published %d digests for %s from partition %d",
+                         sent, message.period, partition)
 
         @app.agent(self.topic, name="hygiene.owner-queues")
         async def owner_queue_agent(stream: Any) -> None:
-            # Acked by hand once handled, for the state agent's reason.
-            manual = stream.noack()
-            async for event in manual.events():
-                partition = event.message.partition
-                table = PendingWrites(stored)
-                message = regroup.decode(event.value)
-                if isinstance(message, regroup.MemberBatch):
-                    queues.apply(message, partition, table)
-                else:
-                    sent = await queues.run_digests(message, partition, table, publish)
-                    if sent:
-                        log.info("published %d digests for %s from partition %d",
-                                 sent, message.period, partition)
-                await persist(stored, table.writes, partition)
-                await manual.ack(event)
+            await run_table_agent(stream, app, stored, handle)
 
         @app.timer(self.settings.digest_check_seconds)  # type: ignore[untyped-decorator]
         async def digest_timer() -> None:

@@ -40,7 +40,7 @@ from processor.forecast.rollup_table import (
 from processor.rules.config import RuleSet
 from processor.settings import Settings
 from processor.stream import regroup
-from processor.stream.changelog import PendingWrites, write_through_changelog
+from processor.stream.changelog import PendingWrites, run_table_agent
 from processor.stream.ownership import active_partitions
 from processor.stream.topics import ROLLUP_TABLE
 from schemas.forecast import OverrideRequest
@@ -75,27 +75,22 @@ class RollupService:
 
     def wire(self, publish: Publish) -> None:
         app, rollups, stored, topics = self.app, self.rollups, self.table, self.topics
-        persist = write_through_changelog(app)
         self._publish = publish
+
+        async def handle(value: bytes, partition: int, table: PendingWrites) -> None:
+            message = decode(value)
+            if isinstance(message, regroup.MemberBatch):
+                rollups.apply(message, partition, table)
+            elif isinstance(message, OverrideMessage):
+                outcome = await rollups.override(message, partition, table, publish)
+                log.info("override %s of %s: %s", message.request.override_id,
+                         message.request.manager_id, outcome)
+            else:
+                await rollups.flush(message, partition, table, publish)
 
         @app.agent(self.members, name="forecast.rollups")
         async def rollup_agent(stream: Any) -> None:
-            # Acked by hand once handled, for the state agent's reason.
-            manual = stream.noack()
-            async for event in manual.events():
-                partition = event.message.partition
-                table = PendingWrites(stored)
-                message = decode(event.value)
-                if isinstance(message, regroup.MemberBatch):
-                    rollups.apply(message, partition, table)
-                elif isinstance(message, OverrideMessage):
-                    outcome = await rollups.override(message, partition, table, publish)
-                    log.info("override %s of %s: %s", message.request.override_id,
-                             message.request.manager_id, outcome)
-                else:
-                    await rollups.flush(message, partition, table, publish)
-                await persist(stored, table.writes, partition)
-                await manual.ack(event)
+            await run_table_agent(stream, app, stored, handle)
 
         @app.agent(self.overrides, name="forecast.override-intake")
         async def override_intake(stream: Any) -> None:
