@@ -171,21 +171,24 @@ def pack_stamps(stamps: dict[str, int], base: int) -> dict[str, list[str]]:
 def unpack(data: dict[str, Any]) -> dict[str, Any]:
     """The stored form back into the model's fields (legacy forms pass)."""
     packed = data.get("timeline")
+    stamps = data.get("stamps")
+    grouped = isinstance(stamps, dict) and any(isinstance(v, list) for v in stamps.values())
+    if not isinstance(packed, dict) and not grouped:
+        return data
+    data = dict(data)  # the caller's dict stays as it was
     base = 0
     if isinstance(packed, dict):
-        data = dict(data)
         base = packed["base"]
-        data["timeline"] = _unpack_timeline(packed, base, data.get("opportunity_id", ""))
-    stamps = data.get("stamps")
-    if isinstance(stamps, dict) and any(isinstance(v, list) for v in stamps.values()):
-        data = dict(data)
+        data["timeline"] = _unpack_timeline(packed, data.get("opportunity_id", ""))
+    if grouped:
+        assert isinstance(stamps, dict)
         data["stamps"] = {name: int(stamp) + base
                           for stamp, names in stamps.items() for name in names}
     return data
 
 
-def _unpack_timeline(packed: dict[str, Any], base: int, opportunity_id: str) -> list[Any]:
-    stamp = base
+def _unpack_timeline(packed: dict[str, Any], opportunity_id: str) -> list[Any]:
+    stamp = packed["base"]
     timeline: list[Any] = []
     for observation in packed["obs"]:
         stamp += observation[0]
