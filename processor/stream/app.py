@@ -18,6 +18,7 @@ from processor.settings import Settings
 from processor.sources.mapping import FieldMappings
 from processor.stream import messages
 from processor.stream.changelog import write_through_changelog
+from processor.stream.failures import Origin, run_acked
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
@@ -117,21 +118,20 @@ class Worker:
 
         @app.agent(self.changes_topic, name="hygiene.state")
         async def state_agent(stream: Any) -> None:
-            # Acked by hand, once handled: Faust's own ack sits in a `finally`,
-            # so a batch whose handling was cancelled (SIGTERM, rebalance) or
-            # raised would be committed with its outputs half published and
-            # its states never written. Unacked, it is read again instead.
-            manual = stream.noack()
-            async for event in manual.events():
-                partition, offset = event.message.partition, event.message.offset
-                message = messages.decode(event.value)
+            # Acked by hand once handled, retried or dead-lettered on failure
+            # (processor.stream.failures); the batch's own rollback (its
+            # cached states dropped) is handle_changes' and handle_sweep's.
+            async def handle(origin: Origin) -> None:
+                message = messages.decode(origin.value)
                 if isinstance(message, messages.ChangeBatch):
-                    await processor.handle_changes(message, partition, table, publish,
-                                                   offset=offset)
+                    await processor.handle_changes(message, origin.partition, table, publish,
+                                                   offset=origin.offset)
                 else:
-                    await processor.handle_sweep(message, partition, table, publish,
-                                                 offset=offset)
-                await manual.ack(event)
+                    await processor.handle_sweep(message, origin.partition, table, publish,
+                                                 offset=origin.offset)
+
+            await run_acked(stream, app, handle, agent="hygiene.state", publish=publish,
+                            dead_letter_topic=self.settings.topics.dead_letter)
 
         self.owner_queues.wire(publish)
         self.rollups.wire(publish)

@@ -27,6 +27,8 @@ from typing import Any
 
 from faust.types import TP
 
+from processor.stream.failures import Origin, Publish, run_acked
+
 Writes = Mapping[bytes, bytes | None]
 """Key -> new bytes, or None for a deleted key."""
 
@@ -97,21 +99,34 @@ Handler = Callable[[bytes, int, "PendingWrites"], Awaitable[None]]
 """Handles one message's value on a partition, writing to the table given."""
 
 
-async def run_table_agent(stream: Any, app: Any, table: MutableMapping[bytes, bytes],
-                          handle: Handler) -> None:
+async def run_table_agent(
+    stream: Any,
+    app: Any,
+    table: MutableMapping[bytes, bytes],
+    handle: Handler,
+    *,
+    agent: str,
+    publish: Publish,
+    dead_letter_topic: str,
+    forget: Callable[[], None],
+) -> None:
     """The loop of an agent that owns ``table``: each message is handled
     against the table with its writes held back, the writes are persisted
     (``write_through_changelog``), and only then is the message acked. Acks
     are manual because Faust's own ack sits in a ``finally``: a message
-    whose handling raised or was cancelled would be committed half done."""
+    whose handling raised or was cancelled would be committed half done.
+    A failed attempt is retried or dead-lettered (``processor.stream.
+    failures``); ``forget`` drops what the handler derived in memory, so a
+    re-run starts from the table alone."""
     persist = write_through_changelog(app)
-    manual = stream.noack()
-    async for event in manual.events():
-        partition = event.message.partition
+
+    async def attempt(origin: Origin) -> None:
         pending = PendingWrites(table)
-        await handle(event.value, partition, pending)
-        await persist(table, pending.writes, partition)
-        await manual.ack(event)
+        await handle(origin.value, origin.partition, pending)
+        await persist(table, pending.writes, origin.partition)
+
+    await run_acked(stream, app, attempt, agent=agent, publish=publish,
+                    dead_letter_topic=dead_letter_topic, forget=forget)
 
 
 class PendingWrites(MutableMapping[bytes, bytes]):

@@ -37,3 +37,8 @@ OVERRIDES = Counter(
     "hygiene_overrides_total",
     "Forecast overrides: accepted, duplicate, or the refusal code", ["outcome"],
 )
+HANDLING_RETRIES = Counter(
+    "hygiene_handling_retries_total",
+    "Messages whose handling failed on the broker or network and was retried in place",
+    ["agent", "error"],
+)

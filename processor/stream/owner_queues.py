@@ -87,7 +87,9 @@ class OwnerQueueService:
 
         @app.agent(self.topic, name="hygiene.owner-queues")
         async def owner_queue_agent(stream: Any) -> None:
-            await run_table_agent(stream, app, stored, handle)
+            await run_table_agent(
+                stream, app, stored, handle, agent="hygiene.owner-queues", publish=publish,
+                dead_letter_topic=self.settings.topics.dead_letter, forget=queues.forget)
 
         @app.timer(self.settings.digest_check_seconds)  # type: ignore[untyped-decorator]
         async def digest_timer() -> None:

@@ -23,3 +23,11 @@ def active_partitions(app: Any, topic: str) -> list[int]:
     if not settled(app):
         return []
     return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
+
+
+def still_owns(app: Any, topic: str, partition: int) -> bool:
+    """Whether ``partition`` of ``topic`` is still assigned to this worker: a
+    message being retried stops being ours once it moved elsewhere."""
+    from faust.types import TP
+
+    return TP(topic, partition) in app.consumer.assignment()

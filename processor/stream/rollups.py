@@ -41,6 +41,7 @@ from processor.rules.config import RuleSet
 from processor.settings import Settings
 from processor.stream import regroup
 from processor.stream.changelog import PendingWrites, run_table_agent
+from processor.stream.failures import Origin, run_acked
 from processor.stream.ownership import active_partitions
 from processor.stream.topics import ROLLUP_TABLE
 from schemas.forecast import OverrideRequest
@@ -90,17 +91,20 @@ class RollupService:
 
         @app.agent(self.members, name="forecast.rollups")
         async def rollup_agent(stream: Any) -> None:
-            await run_table_agent(stream, app, stored, handle)
+            await run_table_agent(
+                stream, app, stored, handle, agent="forecast.rollups", publish=publish,
+                dead_letter_topic=self.settings.topics.dead_letter, forget=rollups.forget)
 
         @app.agent(self.overrides, name="forecast.override-intake")
         async def override_intake(stream: Any) -> None:
-            manual = stream.noack()
-            async for event in manual.events():
-                m = event.message
+            async def route(origin: Origin) -> None:
                 await publish([route_override(
-                    event.value or b"", m.key, topics, source=m.topic, partition=m.partition,
-                    offset=m.offset, received_at_ms=int(time.time() * 1000))])
-                await manual.ack(event)
+                    origin.value, origin.key, topics, source=origin.topic,
+                    partition=origin.partition, offset=origin.offset,
+                    received_at_ms=int(time.time() * 1000))])
+
+            await run_acked(stream, app, route, agent="forecast.override-intake",
+                            publish=publish, dead_letter_topic=self.settings.topics.dead_letter)
 
         @app.timer(self.settings.rollup_publish_seconds)  # type: ignore[untyped-decorator]
         async def rollup_timer() -> None:

@@ -300,6 +300,21 @@ class Kafka:
         result: dict[str, set[int]] = self.run(describe())
         return result
 
+    def set_topic_config(self, topic: str, config: Mapping[str, str]) -> None:
+        """Replaces the topic's configuration overrides with ``config``
+        (Kafka's AlterConfigs: unnamed keys go back to the broker default)."""
+        from aiokafka.admin.config_resource import (  # type: ignore[import-untyped, unused-ignore]
+            ConfigResource,
+            ConfigResourceType,
+        )
+
+        async def alter() -> None:
+            admin = await self._get_admin()
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, dict(config))])
+
+        self.run(alter())
+
     def topics_ready(self, names: Sequence[str]) -> bool:
         async def describe() -> bool:
             admin = await self._get_admin()

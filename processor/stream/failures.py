@@ -1,0 +1,177 @@
+"""What an agent does when handling one message fails.
+
+Two kinds of failure, two answers:
+
+- The broker refused or could not take a write (any ``KafkaError``, a
+  timeout, a lost connection): the message is fine, the infrastructure is
+  not. Handling is retried in place, with backoff, until it succeeds or the
+  partition moves to another worker. Every handler here is safe to re-run
+  (outputs carry deterministic ids, table writes are held until persisted,
+  in-memory derivations are dropped first), and no other answer loses
+  nothing: a message left unacked stalls the partition's commits (Faust
+  commits only up to the first unacked offset) until a restart reads all
+  that followed again, and a dead-lettered one would drop its changes from
+  the state.
+- Anything else (an internal message that does not decode, a bug): a re-run
+  would fail the same way forever, so the message goes to the dead-letter
+  topic with its bytes and the error, is acked, and the stream goes on.
+
+Both are logged and counted (``hygiene_handling_retries_total``,
+``hygiene_dead_letters_total``), so a stalled partition is visible before
+its lag is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
+
+from processor.stream import metrics
+from processor.stream.ownership import still_owns
+from schemas import DeadLetter
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[list[tuple[str, bytes | None, bytes]]], Awaitable[None]]
+
+TRANSIENT: tuple[type[BaseException], ...] = (KafkaError, OSError, TimeoutError)
+"""Failures of the broker or the network, not of the message."""
+
+FIRST_DELAY = 0.5
+MAX_DELAY = 30.0
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the message being handled came from."""
+
+    agent: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+async def handle_or_dead_letter(
+    attempt: Callable[[], Awaitable[None]],
+    origin: Origin,
+    *,
+    publish: Publish,
+    dead_letter_topic: str,
+    still_assigned: Callable[[], bool],
+    on_failure: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> bool:
+    """Runs ``attempt`` until it succeeds (True: ack the message), or
+    dead-letters the message (True), or gives up because ``still_assigned()``
+    went false (False: do not ack; the partition's new owner reads it).
+    ``on_failure`` runs after every failed attempt, before anything else:
+    the handler's chance to drop what it derived in memory."""
+    try:
+        return await _retried(attempt, origin, still_assigned, on_failure, sleep)
+    except Exception as exc:  # the message itself: re-running cannot help
+        on_failure()
+        log.exception("%s: dead-lettering %s[%d]@%d", origin.agent, origin.topic,
+                      origin.partition, origin.offset)
+        letter = dead_letter(origin, exc)
+
+        async def send_letter() -> None:
+            await publish([(dead_letter_topic, origin.key, letter)])
+
+        # A dead letter the broker cannot take yet is retried like any write;
+        # anything else failing here is a bug of ours and stops the agent.
+        sent = await _retried(send_letter, origin, still_assigned, lambda: None, sleep)
+        if sent:
+            metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
+        return sent
+
+
+async def _retried(
+    attempt: Callable[[], Awaitable[None]],
+    origin: Origin,
+    still_assigned: Callable[[], bool],
+    on_failure: Callable[[], None],
+    sleep: Callable[[float], Awaitable[None]],
+) -> bool:
+    """``attempt`` again after each transient failure, with backoff; other
+    exceptions propagate. False: the partition moved, stop trying."""
+    delay = FIRST_DELAY
+    while True:
+        try:
+            await attempt()
+            return True
+        except TRANSIENT as exc:
+            on_failure()
+            if not still_assigned():
+                log.warning("%s: left %s[%d]@%d unacked after %s: the partition moved or "
+                            "the worker is stopping",
+                            origin.agent, origin.topic, origin.partition, origin.offset,
+                            _describe(exc))
+                return False
+            metrics.HANDLING_RETRIES.labels(agent=origin.agent, error=type(exc).__name__).inc()
+            log.error("%s: handling %s[%d]@%d failed (%s); retrying in %.1f s",
+                      origin.agent, origin.topic, origin.partition, origin.offset,
+                      _describe(exc), delay)
+            await sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+            if not still_assigned():  # e.g. the worker began to stop while we waited
+                return False
+
+
+def dead_letter(origin: Origin, exc: BaseException) -> bytes:
+    record = DeadLetter(
+        reason="processing_error",
+        error=f"{origin.agent}: {_describe(exc)}"[:2000],
+        source=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        original_key_b64=DeadLetter.encode(origin.key) if origin.key is not None else None,
+        original_value_b64=DeadLetter.encode(origin.value),
+        received_at=datetime.now(UTC),
+    )
+    return record.model_dump_json().encode()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def run_acked(
+    stream: Any,
+    app: Any,
+    handle: Callable[[Origin], Awaitable[None]],
+    *,
+    agent: str,
+    publish: Publish,
+    dead_letter_topic: str,
+    forget: Callable[[], None] = lambda: None,
+) -> None:
+    """An agent's loop: each message handled (retried or dead-lettered as
+    above), then acked by hand. Faust's own ack sits in a ``finally``, so a
+    message whose handling raised or was cancelled (SIGTERM, rebalance)
+    would be committed half done; unacked, it is read again instead."""
+    manual = stream.noack()
+    async for event in manual.events():
+        m = event.message
+        origin = Origin(agent, m.topic, m.partition, m.offset, m.key, event.value or b"")
+
+        async def attempt(origin: Origin = origin) -> None:
+            await handle(origin)
+
+        def ours(origin: Origin = origin) -> bool:
+            return not app.should_stop and still_owns(app, origin.topic, origin.partition)
+
+        # app.sleep wakes when the worker stops: a retry never holds a
+        # shutdown; the unacked message is read again after the restart.
+        if await handle_or_dead_letter(
+                attempt, origin, publish=publish, dead_letter_topic=dead_letter_topic,
+                still_assigned=ours, on_failure=forget, sleep=app.sleep):
+            await manual.ack(event)

@@ -1,0 +1,89 @@
+"""Failures inside the worker, on the real broker: a write the broker refuses
+is retried in place until it goes through (nothing lost, the partition's
+commits never skip it), and an internal message nobody can handle is
+dead-lettered while the stream goes on (``processor.stream.failures``)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from processor.rules import RuleSet
+from processor.simulate import simulate
+from schemas import DeadLetter
+
+from .conftest import NewStream, NewWorker
+from .support import (
+    Kafka,
+    alert_records,
+    alerts_by_id,
+    dead_letters,
+    diff,
+    history_records,
+    keyed,
+    last_by_id,
+    replay,
+    wait_for,
+)
+from .test_stream_integration import DAYS, START, _generic, drain
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_write_the_broker_refuses_is_retried_until_it_goes_through_and_nothing_is_lost(
+    rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    sim = simulate(opportunities=30, days=DAYS, seed=303, fmt="mixed", start=START, rules=rules)
+    messages = keyed(sim)
+    oracle = replay(rules, messages)
+    assert any(a.kind == "alert" for a in oracle.alerts)
+
+    stream = new_stream()
+    # Every alert is larger than this: the broker refuses them all
+    # (MessageSizeTooLargeError, which aiokafka does not retry by itself).
+    kafka.set_topic_config(stream.alerts, {"max.message.bytes": "200"})
+    worker = new_worker("worker", stream).start().wait_ready()
+    kafka.produce(stream.input, messages)
+
+    wait_for(lambda: worker.metric("hygiene_handling_retries_total", agent="hygiene.state",
+                                   error="MessageSizeTooLargeError") >= 2,
+             60, "the state agent retrying the refused publish", explain=worker.log_tail)
+    assert kafka.count(stream.alerts) == 0
+    assert not stream.drained(kafka), "batches whose alerts were refused were committed"
+    assert worker.running, worker.log_tail()
+
+    kafka.set_topic_config(stream.alerts, {})  # the operator fixes the topic
+    drain(stream, kafka, worker)
+
+    history = history_records(kafka.read(stream.history))
+    alerts = alert_records(kafka.read(stream.alerts))
+    assert last_by_id(history) == last_by_id(oracle.history)
+    stream_alerts, oracle_alerts = alerts_by_id(alerts), alerts_by_id(oracle.alerts)
+    assert stream_alerts == oracle_alerts, diff(stream_alerts, oracle_alerts)
+    assert kafka.count(stream.dead_letter) == 0
+    assert "MessageSizeTooLargeError" in worker.log_text()
+
+
+def test_an_internal_message_nobody_can_handle_is_dead_lettered_and_the_stream_goes_on(
+    kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    stream = new_stream()
+    worker = new_worker("worker", stream).start().wait_ready()
+    # Not a change batch or a sweep tick: what an incompatible producer (or
+    # an older release's format) could leave on the internal topic.
+    foreign = orjson.dumps({"kind": "changes", "changes": [{"opportunity_id": 7}]})
+    [where] = kafka.produce_to(stream.changes, [(1, b"opp-x", foreign)])
+    kafka.produce(stream.input, [(b"opp-ok", orjson.dumps(_generic("opp-ok", "ev-ok")))])
+
+    records = kafka.read_until(stream.dead_letter, lambda r: len(r) >= 1, 60,
+                               "the foreign message dead-lettered", explain=worker.log_tail)
+    [letter] = dead_letters(records)
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == "processing_error"
+    assert letter.original_value() == foreign
+    assert (letter.source, letter.partition, letter.offset) == (stream.changes, 1, where.offset)
+    assert letter.error.startswith("hygiene.state: ValidationError")
+    drain(stream, kafka, worker)  # committed past it: the partition is not stuck
+    history = history_records(kafka.read(stream.history))
+    assert [(h.opportunity_id, h.new_stage) for h in history] == [("opp-ok", "Prospecting")]
+    assert worker.metric("hygiene_dead_letters_total", reason="processing_error") == 1
