@@ -179,12 +179,14 @@ def worker_run(
     profile: tuple[int, Path] | None = None,
     instrument: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    store: str = "memory://",
 ) -> dict[str, object]:
     env = WorkerEnv(
         bootstrap=bootstrap,
         app_id=tag,
         input_topic=topic,
         data_dir=tempfile.mkdtemp(prefix=f"{tag}-"),
+        store=store,
     )
     env.create_topics()
     if changes_max_bytes:
@@ -384,6 +386,8 @@ def main() -> None:
         "runs the worker without it, then with it)",
     )
     parser.add_argument("--worker-timeout", type=float, default=420.0)
+    parser.add_argument("--store", default="memory://",
+                        help="the worker's table store: memory:// or rocksdb://")
     parser.add_argument(
         "--changes-max-message-bytes",
         type=int,
@@ -453,6 +457,7 @@ def main() -> None:
                         logs,
                         args.worker_timeout,
                         args.changes_max_message_bytes,
+                        store=args.store,
                     )
                 )
             if not args.skip_worker and policy_redis is not None:
@@ -469,6 +474,7 @@ def main() -> None:
                         args.worker_timeout,
                         args.changes_max_message_bytes,
                         extra_env=policy_redis.env(tag),
+                        store=args.store,
                     )
                 )
         if args.instrument:

@@ -140,7 +140,8 @@ class SlackNotifier:
             max_poll_interval_ms=3_600_000,
             **options,
         )
-        producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **options)
+        producer = AIOKafkaProducer(acks="all", enable_idempotence=True,
+                                    max_request_size=16 * 1_048_576, **options)
         try:
             await producer.start()
             await consumer.start()
@@ -200,13 +201,9 @@ class SlackNotifier:
 
     async def _dead_letter(self, producer: Any, tp: Any, record: Any,
                            reason: DeadLetterReason, error: str) -> None:
-        letter = DeadLetter(
-            reason=reason, error=error, source=tp.topic, partition=tp.partition,
-            offset=record.offset,
-            original_key_b64=DeadLetter.encode(record.key) if record.key is not None else None,
-            original_value_b64=DeadLetter.encode(record.value or b""),
-            received_at=datetime.now(UTC),
-        )
+        letter = DeadLetter.of(reason, error, source=tp.topic, original=record.value or b"",
+                               received_at=datetime.now(UTC), key=record.key,
+                               partition=tp.partition, offset=record.offset)
         # Waiting for the ack is what makes committing past this record safe.
         await (await producer.send(self.topics.dead_letter, letter.model_dump_json().encode(),
                                    key=record.key))

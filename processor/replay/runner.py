@@ -155,14 +155,8 @@ class Replay:
             result.commands.extend(outcome.commands)
 
     def _dead_letter(self, reject: Reject, source: str, offset: int | None) -> None:
-        record = DeadLetter(
-            reason=reject.reason,
-            error=reject.error,
-            source=source,
-            offset=offset,
-            original_value_b64=DeadLetter.encode(reject.raw),
-            received_at=self._received_at,
-        )
+        record = DeadLetter.of(reject.reason, reject.error, source=source, original=reject.raw,
+                               received_at=self._received_at, offset=offset)
         self.sink.emit("dead_letters", record)
         self.result.dead_letters.append(record)
 

@@ -58,6 +58,9 @@ class Worker:
             # state agent: 5 ms left the worker waiting 20-30% of the time.
             producer_linger_ms=0,
             producer_max_batch_size=1_048_576,
+            # Dead letters carry their original (base64): up to
+            # schemas.deadletter.DEAD_LETTER_TOPIC_BYTES, over Faust's 1 MB.
+            producer_max_request_size=16 * 1_048_576,
             producer_acks=-1,
             broker_commit_interval=1.0,
             consumer_auto_offset_reset="earliest",

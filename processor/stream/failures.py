@@ -75,7 +75,8 @@ async def handle_or_dead_letter(
     ``on_failure`` runs after every failed attempt, before anything else:
     the handler's chance to drop what it derived in memory."""
     try:
-        return await _retried(attempt, origin, still_assigned, on_failure, sleep)
+        return await retried(attempt, origin.agent, _where(origin), still_assigned,
+                             on_failure, sleep)
     except Exception as exc:  # the message itself: re-running cannot help
         on_failure()
         log.exception("%s: dead-lettering %s[%d]@%d", origin.agent, origin.topic,
@@ -87,21 +88,24 @@ async def handle_or_dead_letter(
 
         # A dead letter the broker cannot take yet is retried like any write;
         # anything else failing here is a bug of ours and stops the agent.
-        sent = await _retried(send_letter, origin, still_assigned, lambda: None, sleep)
+        sent = await retried(send_letter, origin.agent, "its dead letter for " + _where(origin),
+                             still_assigned, lambda: None, sleep)
         if sent:
             metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
         return sent
 
 
-async def _retried(
+async def retried(
     attempt: Callable[[], Awaitable[None]],
-    origin: Origin,
+    agent: str,
+    what: str,
     still_assigned: Callable[[], bool],
-    on_failure: Callable[[], None],
-    sleep: Callable[[float], Awaitable[None]],
+    on_failure: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> bool:
     """``attempt`` again after each transient failure, with backoff; other
-    exceptions propagate. False: the partition moved, stop trying."""
+    exceptions propagate. False: the partition moved (or the worker is
+    stopping), stop trying and leave the work unacknowledged."""
     delay = FIRST_DELAY
     while True:
         try:
@@ -110,32 +114,27 @@ async def _retried(
         except TRANSIENT as exc:
             on_failure()
             if not still_assigned():
-                log.warning("%s: left %s[%d]@%d unacked after %s: the partition moved or "
-                            "the worker is stopping",
-                            origin.agent, origin.topic, origin.partition, origin.offset,
-                            _describe(exc))
+                log.warning("%s: left %s unacked after %s: the partition moved or the worker "
+                            "is stopping", agent, what, _describe(exc))
                 return False
-            metrics.HANDLING_RETRIES.labels(agent=origin.agent, error=type(exc).__name__).inc()
-            log.error("%s: handling %s[%d]@%d failed (%s); retrying in %.1f s",
-                      origin.agent, origin.topic, origin.partition, origin.offset,
-                      _describe(exc), delay)
+            metrics.HANDLING_RETRIES.labels(agent=agent, error=type(exc).__name__).inc()
+            log.error("%s: handling %s failed (%s); retrying in %.1f s",
+                      agent, what, _describe(exc), delay)
             await sleep(delay)
             delay = min(delay * 2, MAX_DELAY)
             if not still_assigned():  # e.g. the worker began to stop while we waited
                 return False
 
 
+def _where(origin: Origin) -> str:
+    return f"{origin.topic}[{origin.partition}]@{origin.offset}"
+
+
 def dead_letter(origin: Origin, exc: BaseException) -> bytes:
-    record = DeadLetter(
-        reason="processing_error",
-        error=f"{origin.agent}: {_describe(exc)}"[:2000],
-        source=origin.topic,
-        partition=origin.partition,
-        offset=origin.offset,
-        original_key_b64=DeadLetter.encode(origin.key) if origin.key is not None else None,
-        original_value_b64=DeadLetter.encode(origin.value),
-        received_at=datetime.now(UTC),
-    )
+    record = DeadLetter.of(
+        "processing_error", f"{origin.agent}: {_describe(exc)}"[:2000], source=origin.topic,
+        original=origin.value, received_at=datetime.now(UTC), key=origin.key,
+        partition=origin.partition, offset=origin.offset)
     return record.model_dump_json().encode()
 
 

@@ -4,12 +4,15 @@ A plain aiokafka loop in batches: decode every message of a fetch, route the
 changes by opportunity id, send one message per partition, wait for the acks,
 then commit the input offsets. A crash before the commit replays the batch,
 which the engine absorbs (events are deduplicated by id and ordered by event
-time), so nothing is lost and nothing is double-counted.
+time), so nothing is lost and nothing is double-counted. A send the broker
+refuses makes the whole batch go again, with backoff, before anything after
+it is fetched (its dead letters may then be repeated).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable
@@ -27,6 +30,7 @@ from processor.sources.base import Reject
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
 from processor.stream import metrics
+from processor.stream.failures import retried
 from processor.stream.kafka import aiokafka_options
 from processor.stream.messages import encode_changes
 from processor.stream.routing import Partitioner
@@ -76,7 +80,8 @@ class Ingest:
                 fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
                 if not fetched:
                     continue
-                await self._handle(fetched, producer)
+                if not await self._route(fetched, producer, consumer):
+                    continue  # partitions moved or stopping: not committed, read again
                 try:
                     await consumer.commit()
                 except (CommitFailedError, IllegalStateError) as exc:
@@ -93,12 +98,35 @@ class Ingest:
             await consumer.stop()
             await producer.stop()
 
+    async def _route(self, fetched: dict[Any, list[Any]], producer: Any, consumer: Any) -> bool:
+        """Routes the batch, again and again while the broker refuses a send
+        (``processor.stream.failures.retried``): skipping it would lose it,
+        because the next batch's commit would pass it."""
+        tps = list(fetched)
+        first = min(records[0].offset for records in fetched.values())
+        what = f"a batch of {sum(map(len, fetched.values()))} inputs from {tps[0].topic}@{first}"
+
+        def ours() -> bool:
+            assignment = consumer.assignment()
+            return not self._stopping.is_set() and all(tp in assignment for tp in tps)
+
+        async def attempt() -> None:
+            await self._handle(fetched, producer)
+
+        return await retried(attempt, "ingest", what, ours, sleep=self._sleep)
+
+    async def _sleep(self, seconds: float) -> None:
+        """A wait that ends early when the worker stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def _handle(self, fetched: dict[Any, list[Any]], producer: Any) -> None:
         topics = self.topics
         limit = self.settings.max_message_bytes
         by_partition: dict[int, list[OpportunityChange]] = defaultdict(list)
         pending: list[Awaitable[Any]] = []
         messages = 0
+        rejected: list[str] = []
         for tp, records in fetched.items():
             for record in records:
                 messages += 1
@@ -113,13 +141,15 @@ class Ingest:
                                     record.key).model_dump_json().encode(),
                         key=record.key,
                     ))
-                    metrics.DEAD_LETTERS.labels(reason=reject.reason).inc()
+                    rejected.append(reject.reason)
         for partition, changes in by_partition.items():
             for chunk in chunked(changes):
                 pending.append(await producer.send(topics.changes, chunk, partition=partition))
         if pending:
             await asyncio.gather(*pending)
-        metrics.INPUT_MESSAGES.inc(messages)
+        metrics.INPUT_MESSAGES.inc(messages)  # counted once, when the batch went through
+        for reason in rejected:
+            metrics.DEAD_LETTERS.labels(reason=reason).inc()
 
 
 CHUNK_BYTES = 768 * 1024
@@ -138,13 +168,6 @@ def chunked(changes: list[OpportunityChange], limit: int = CHUNK_BYTES) -> list[
 def dead_letter(
     reject: Reject, topic: str, partition: int | None, offset: int | None, key: bytes | None
 ) -> DeadLetter:
-    return DeadLetter(
-        reason=reject.reason,
-        error=reject.error,
-        source=topic,
-        partition=partition,
-        offset=offset,
-        original_key_b64=DeadLetter.encode(key) if key is not None else None,
-        original_value_b64=DeadLetter.encode(reject.raw),
-        received_at=datetime.now(UTC),
-    )
+    return DeadLetter.of(reject.reason, reject.error, source=topic, original=reject.raw,
+                         received_at=datetime.now(UTC), key=key, partition=partition,
+                         offset=offset)

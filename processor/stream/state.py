@@ -310,15 +310,10 @@ class StateProcessor:
     ) -> tuple[str, bytes | None, bytes]:
         from datetime import UTC, datetime
 
-        record = DeadLetter(
-            reason="processing_error",
-            error=f"{type(exc).__name__}: {exc}",
-            source="hygiene.changes",
-            partition=partition,
-            original_key_b64=DeadLetter.encode(change.opportunity_id.encode()),
-            original_value_b64=DeadLetter.encode(change.model_dump_json().encode()),
-            received_at=datetime.now(UTC),
-        )
+        record = DeadLetter.of(
+            "processing_error", f"{type(exc).__name__}: {exc}", source="hygiene.changes",
+            original=change.model_dump_json().encode(), received_at=datetime.now(UTC),
+            key=change.opportunity_id.encode(), partition=partition)
         metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
         return self.topics.dead_letter, change.opportunity_id.encode(), _json(record)
 

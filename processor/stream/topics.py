@@ -15,6 +15,7 @@ from aiokafka.errors import TopicAlreadyExistsError  # type: ignore[import-untyp
 
 from processor.settings import Settings
 from processor.stream.kafka import aiokafka_options
+from schemas.deadletter import DEAD_LETTER_TOPIC_BYTES
 
 TABLE_NAME = "opportunities"
 OWNER_QUEUE_TABLE = "owner-queues"
@@ -27,6 +28,14 @@ class TopicSpec:
     partitions: int
     compact: bool
     purpose: str
+    max_message_bytes: int | None = None
+    """None: the broker's default (1 MB unless its operator changed it)."""
+
+    def config(self) -> dict[str, str]:
+        config = {"cleanup.policy": "compact"} if self.compact else {}
+        if self.max_message_bytes is not None:
+            config["max.message.bytes"] = str(self.max_message_bytes)
+        return config
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -63,7 +72,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.overrides, n, False, "manager overrides (input)"),
         TopicSpec(t.override_log, n, False, "accepted overrides"),
         TopicSpec(t.commands, n, False, "close-out recommendations"),
-        TopicSpec(t.dead_letter, n, False, "inputs that could not be processed"),
+        TopicSpec(t.dead_letter, n, False, "inputs that could not be processed",
+                  DEAD_LETTER_TOPIC_BYTES),
     ]
     return specs
 
@@ -79,7 +89,7 @@ async def create_topics(settings: Settings) -> list[tuple[TopicSpec, bool]]:
             if spec.name in existing:
                 results.append((spec, False))
                 continue
-            config = {"cleanup.policy": "compact"} if spec.compact else {}
+            config = spec.config()
             try:
                 await admin.create_topics([NewTopic(
                     name=spec.name,

@@ -87,3 +87,56 @@ def test_an_internal_message_nobody_can_handle_is_dead_lettered_and_the_stream_g
     history = history_records(kafka.read(stream.history))
     assert [(h.opportunity_id, h.new_stage) for h in history] == [("opp-ok", "Prospecting")]
     assert worker.metric("hygiene_dead_letters_total", reason="processing_error") == 1
+
+
+def test_ingest_retries_a_batch_the_broker_refuses_and_loses_nothing(
+    rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    sim = simulate(opportunities=20, days=DAYS, seed=304, fmt="generic", start=START, rules=rules)
+    messages = keyed(sim)
+    oracle = replay(rules, messages)
+
+    stream = new_stream()
+    # Ingest's change batches are larger than this: every send is refused.
+    kafka.set_topic_config(stream.changes, {"max.message.bytes": "200"})
+    worker = new_worker("worker", stream).start().wait_ready()
+    kafka.produce(stream.input, messages)
+    wait_for(lambda: worker.metric("hygiene_handling_retries_total", agent="ingest",
+                                   error="MessageSizeTooLargeError") >= 2,
+             60, "ingest retrying the refused batch", explain=worker.log_tail)
+    assert kafka.committed(stream.ingest_group, stream.input) in ({}, dict.fromkeys(range(4), 0))
+    assert kafka.count(stream.changes) == 0
+
+    kafka.set_topic_config(stream.changes, {})
+    drain(stream, kafka, worker)
+    history = history_records(kafka.read(stream.history))
+    assert last_by_id(history) == last_by_id(oracle.history)
+    assert worker.metric("hygiene_input_messages_total") == len(messages)
+
+
+def test_an_oversized_input_is_dead_lettered_whole_on_a_stock_input_limit(
+    kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    """The worker's default limit (1 MiB): what the input topic accepts
+    beyond it lands in the dead-letter topic with all its bytes, which base64
+    makes a third larger than any stock topic takes; the dead-letter topic
+    is created with room for it."""
+    stream = new_stream()
+    kafka.set_topic_config(stream.input, {"max.message.bytes": str(4 * 1_048_576)})
+    worker = new_worker("worker", stream).start().wait_ready()
+    big = orjson.dumps(_generic("opp-big", "ev-big", next_step="x" * (3 * 1_048_576)))
+    broken = b'{"event_id": "ev-broken", ' + b" " * 900_000  # malformed, just under the limit
+    kafka.produce(stream.input, [(b"opp-big", big), (b"opp-broken", broken),
+                                 (b"opp-ok", orjson.dumps(_generic("opp-ok", "ev-ok")))])
+
+    records = kafka.read_until(stream.dead_letter, lambda r: len(r) >= 2, 60,
+                               "two dead letters", explain=worker.log_tail)
+    letters = {d.reason: d for d in dead_letters(records)}
+    assert sorted(letters) == ["malformed_json", "oversized"]
+    assert letters["oversized"].original_value() == big
+    assert letters["malformed_json"].original_value() == broken
+    assert not any(d.truncated for d in letters.values())
+    assert letters["oversized"].original_size == len(big)
+    drain(stream, kafka, worker)
+    history = history_records(kafka.read(stream.history))
+    assert [h.opportunity_id for h in history] == ["opp-ok"]
