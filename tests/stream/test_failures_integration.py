@@ -8,13 +8,16 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from processor.replay.runner import ReplayResult
 from processor.rules import RuleSet
-from processor.simulate import simulate
+from processor.simulate import Format, simulate
 from schemas import DeadLetter
 
 from .conftest import NewStream, NewWorker
 from .support import (
     Kafka,
+    Stream,
+    WorkerProcess,
     alert_records,
     alerts_by_id,
     dead_letters,
@@ -30,28 +33,35 @@ from .test_stream_integration import DAYS, START, _generic, drain
 pytestmark = pytest.mark.integration
 
 
+def refusing(
+    role: str, agent: str, fmt: Format, seed: int, rules: RuleSet, kafka: Kafka,
+    new_stream: NewStream, new_worker: NewWorker,
+) -> tuple[Stream, WorkerProcess, ReplayResult]:
+    """A stream whose ``role`` topic refuses every record (a 200-byte
+    ``max.message.bytes``: MessageSizeTooLargeError, which aiokafka does not
+    retry by itself), fed simulated traffic until ``agent`` has retried
+    twice; returned with the worker and the replay's verdict on the traffic."""
+    messages = keyed(simulate(opportunities=25, days=DAYS, seed=seed, fmt=fmt, start=START,
+                              rules=rules))
+    stream = new_stream()
+    kafka.set_topic_config(stream.names[role], {"max.message.bytes": "200"})
+    worker = new_worker("worker", stream).start().wait_ready()
+    kafka.produce(stream.input, messages)
+    wait_for(lambda: worker.metric("hygiene_handling_retries_total", agent=agent,
+                                   error="MessageSizeTooLargeError") >= 2,
+             60, f"{agent} retrying the refused write", explain=worker.log_tail)
+    assert worker.running, worker.log_tail()
+    assert not stream.drained(kafka), "work whose writes were refused was committed"
+    assert kafka.count(stream.names[role]) == 0
+    return stream, worker, replay(rules, messages)
+
+
 def test_a_write_the_broker_refuses_is_retried_until_it_goes_through_and_nothing_is_lost(
     rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
 ) -> None:
-    sim = simulate(opportunities=30, days=DAYS, seed=303, fmt="mixed", start=START, rules=rules)
-    messages = keyed(sim)
-    oracle = replay(rules, messages)
+    stream, worker, oracle = refusing("alerts", "hygiene.state", "mixed", 303, rules, kafka,
+                                      new_stream, new_worker)
     assert any(a.kind == "alert" for a in oracle.alerts)
-
-    stream = new_stream()
-    # Every alert is larger than this: the broker refuses them all
-    # (MessageSizeTooLargeError, which aiokafka does not retry by itself).
-    kafka.set_topic_config(stream.alerts, {"max.message.bytes": "200"})
-    worker = new_worker("worker", stream).start().wait_ready()
-    kafka.produce(stream.input, messages)
-
-    wait_for(lambda: worker.metric("hygiene_handling_retries_total", agent="hygiene.state",
-                                   error="MessageSizeTooLargeError") >= 2,
-             60, "the state agent retrying the refused publish", explain=worker.log_tail)
-    assert kafka.count(stream.alerts) == 0
-    assert not stream.drained(kafka), "batches whose alerts were refused were committed"
-    assert worker.running, worker.log_tail()
-
     kafka.set_topic_config(stream.alerts, {})  # the operator fixes the topic
     drain(stream, kafka, worker)
 
@@ -92,26 +102,15 @@ def test_an_internal_message_nobody_can_handle_is_dead_lettered_and_the_stream_g
 def test_ingest_retries_a_batch_the_broker_refuses_and_loses_nothing(
     rules: RuleSet, kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
 ) -> None:
-    sim = simulate(opportunities=20, days=DAYS, seed=304, fmt="generic", start=START, rules=rules)
-    messages = keyed(sim)
-    oracle = replay(rules, messages)
-
-    stream = new_stream()
-    # Ingest's change batches are larger than this: every send is refused.
-    kafka.set_topic_config(stream.changes, {"max.message.bytes": "200"})
-    worker = new_worker("worker", stream).start().wait_ready()
-    kafka.produce(stream.input, messages)
-    wait_for(lambda: worker.metric("hygiene_handling_retries_total", agent="ingest",
-                                   error="MessageSizeTooLargeError") >= 2,
-             60, "ingest retrying the refused batch", explain=worker.log_tail)
+    stream, worker, oracle = refusing("changes", "ingest", "generic", 304, rules, kafka,
+                                      new_stream, new_worker)
     assert kafka.committed(stream.ingest_group, stream.input) in ({}, dict.fromkeys(range(4), 0))
-    assert kafka.count(stream.changes) == 0
-
     kafka.set_topic_config(stream.changes, {})
     drain(stream, kafka, worker)
     history = history_records(kafka.read(stream.history))
     assert last_by_id(history) == last_by_id(oracle.history)
-    assert worker.metric("hygiene_input_messages_total") == len(messages)
+    inputs = sum(kafka.end_offsets(stream.input).values())
+    assert worker.metric("hygiene_input_messages_total") == inputs
 
 
 def test_an_oversized_input_is_dead_lettered_whole_on_a_stock_input_limit(
