@@ -18,7 +18,7 @@ from processor.settings import Settings
 from processor.sources.mapping import FieldMappings
 from processor.stream import messages
 from processor.stream.changelog import write_through_changelog
-from processor.stream.failures import Origin, run_acked
+from processor.stream.draining import run_state_agent
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
@@ -121,20 +121,10 @@ class Worker:
 
         @app.agent(self.changes_topic, name="hygiene.state")
         async def state_agent(stream: Any) -> None:
-            # Acked by hand once handled, retried or dead-lettered on failure
-            # (processor.stream.failures); the batch's own rollback (its
-            # cached states dropped) is handle_changes' and handle_sweep's.
-            async def handle(origin: Origin) -> None:
-                message = messages.decode(origin.value)
-                if isinstance(message, messages.ChangeBatch):
-                    await processor.handle_changes(message, origin.partition, table, publish,
-                                                   offset=origin.offset)
-                else:
-                    await processor.handle_sweep(message, origin.partition, table, publish,
-                                                 offset=origin.offset)
-
-            await run_acked(stream, app, handle, agent="hygiene.state", publish=publish,
-                            dead_letter_topic=self.settings.topics.dead_letter)
+            # What is queued, handled in units, acked by hand once handled
+            # (processor.stream.draining; failures: processor.stream.failures).
+            await run_state_agent(stream, app, processor, table, publish,
+                                  self.settings.topics.dead_letter)
 
         self.owner_queues.wire(publish)
         self.rollups.wire(publish)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 INPUT_MESSAGES = Counter("hygiene_input_messages_total", "CRM input messages read")
 CHANGES_APPLIED = Counter("hygiene_changes_applied_total", "Normalized changes applied")
@@ -41,4 +41,9 @@ HANDLING_RETRIES = Counter(
     "hygiene_handling_retries_total",
     "Messages whose handling failed on the broker or network and was retried in place",
     ["agent", "error"],
+)
+STATE_UNIT_MESSAGES = Histogram(
+    "hygiene_state_unit_messages",
+    "Internal messages the state agent handled together as one unit",
+    buckets=(1, 2, 4, 8, 16),
 )
