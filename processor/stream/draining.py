@@ -4,9 +4,10 @@ Under load its queue holds several internal messages per partition (ingest
 routes faster than the engine applies). Handling them as one unit writes each
 opportunity once per unit instead of once per message, and publishes each
 owner-queue and rollup entry once: in the end-to-end benchmark 10.4% ->
-12.0% of the plain loop (140-149 instead of 160-188 µs of CPU per input
-message). Nothing waits for a unit to fill: when one message is queued,
-one is handled, so latency is what it was.
+12-14% of the plain loop (137-163 instead of 160-188 µs of CPU per input
+message; see bench/README.md, "Session 4"). Nothing waits for a unit to
+fill: when one message is queued, one is handled, so latency is what it
+was.
 
 A unit is a run of consecutive change batches of one partition (merged into
 one batch, in offset order); a sweep tick, or a message that does not
@@ -32,9 +33,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_MESSAGES = 16
+MAX_MESSAGES = 32
 """Internal messages taken at once (a change batch carries up to about
-2,000 changes)."""
+2,000 changes). Back to back on the benchmark, 32 cost 132-144 µs of CPU
+per input message against 151-172 for 16, for about 40 MiB more memory;
+64 was no clearer a gain and used 580 MiB."""
 
 
 async def drained(events: AsyncIterator[T], limit: int = MAX_MESSAGES) -> AsyncIterator[list[T]]:
