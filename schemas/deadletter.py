@@ -48,7 +48,8 @@ class DeadLetter(Record):
         default=None, description="Bytes of the original value (all of it, when truncated).")
     truncated: bool = Field(
         default=False,
-        description="original_value_b64 holds only the first ORIGINAL_KEPT_BYTES of it.")
+        description="original_value_b64 holds only the first bytes of it (5 MiB, or 64 KiB "
+        "when the dead-letter topic refused more).")
     received_at: UtcDatetime
 
     @staticmethod
@@ -67,10 +68,10 @@ class DeadLetter(Record):
         key: bytes | None = None,
         partition: int | None = None,
         offset: int | None = None,
+        keep: int = ORIGINAL_KEPT_BYTES,
     ) -> DeadLetter:
-        """A dead letter for ``original`` (kept whole up to
-        ``ORIGINAL_KEPT_BYTES``)."""
-        kept = original[:ORIGINAL_KEPT_BYTES]
+        """A dead letter for ``original`` (kept whole up to ``keep`` bytes)."""
+        kept = original[:keep]
         return cls(
             reason=reason, error=error, source=source, partition=partition, offset=offset,
             original_key_b64=cls.encode(key) if key is not None else None,

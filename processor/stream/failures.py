@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ig
 from processor.stream import metrics
 from processor.stream.ownership import still_owns
 from schemas import DeadLetter
+from schemas.deadletter import ORIGINAL_KEPT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,13 @@ async def handle_or_dead_letter(
         on_failure()
         log.exception("%s: dead-lettering %s[%d]@%d", origin.agent, origin.topic,
                       origin.partition, origin.offset)
-        letter = dead_letter(origin, exc)
+        error = exc
+
+        async def send(value: bytes) -> None:
+            await publish([(dead_letter_topic, origin.key, value)])
 
         async def send_letter() -> None:
-            await publish([(dead_letter_topic, origin.key, letter)])
+            await send_dead_letter(send, lambda keep: dead_letter(origin, error, keep))
 
         # A dead letter the broker cannot take yet is retried like any write;
         # anything else failing here is a bug of ours and stops the agent.
@@ -130,12 +134,38 @@ def _where(origin: Origin) -> str:
     return f"{origin.topic}[{origin.partition}]@{origin.offset}"
 
 
-def dead_letter(origin: Origin, exc: BaseException) -> bytes:
-    record = DeadLetter.of(
+def dead_letter(origin: Origin, exc: BaseException, keep: int = ORIGINAL_KEPT_BYTES) -> DeadLetter:
+    return DeadLetter.of(
         "processing_error", f"{origin.agent}: {_describe(exc)}"[:2000], source=origin.topic,
         original=origin.value, received_at=datetime.now(UTC), key=origin.key,
-        partition=origin.partition, offset=origin.offset)
-    return record.model_dump_json().encode()
+        partition=origin.partition, offset=origin.offset, keep=keep)
+
+
+FALLBACK_KEPT_BYTES = 64 * 1024
+"""What a dead letter keeps of its original when the dead-letter topic
+refused the whole (a topic made by hand, at the broker's 1 MB default)."""
+
+
+async def send_dead_letter(
+    send: Callable[[bytes], Awaitable[None]], build: Callable[[int], DeadLetter]
+) -> None:
+    """Sends ``build(ORIGINAL_KEPT_BYTES)``; if the broker refuses it as too
+    large, sends ``build(FALLBACK_KEPT_BYTES)`` (``truncated``, with
+    ``original_size``) instead: a dead letter that can never be written
+    would stall the partition it is meant to keep flowing."""
+    from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped, unused-ignore]
+
+    letter = build(ORIGINAL_KEPT_BYTES)
+    try:
+        await send(letter.model_dump_json().encode())
+    except MessageSizeTooLargeError:
+        if not letter.original_size or letter.original_size <= FALLBACK_KEPT_BYTES:
+            raise
+        log.warning("the dead-letter topic refused %d bytes of %s[%s]@%s; sending its first "
+                    "%d bytes (give the topic max.message.bytes of 8 MiB, as `hygiene topics "
+                    "create` does)", letter.original_size, letter.source, letter.partition,
+                    letter.offset, FALLBACK_KEPT_BYTES)
+        await send(build(FALLBACK_KEPT_BYTES).model_dump_json().encode())
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
@@ -30,7 +31,7 @@ from processor.sources.base import Reject
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
 from processor.stream import metrics
-from processor.stream.failures import retried
+from processor.stream.failures import retried, send_dead_letter
 from processor.stream.kafka import aiokafka_options
 from processor.stream.messages import encode_changes
 from processor.stream.routing import Partitioner
@@ -126,7 +127,7 @@ class Ingest:
         by_partition: dict[int, list[OpportunityChange]] = defaultdict(list)
         pending: list[Awaitable[Any]] = []
         messages = 0
-        rejected: list[str] = []
+        rejected: list[tuple[Reject, Any, Any]] = []
         for tp, records in fetched.items():
             for record in records:
                 messages += 1
@@ -135,21 +136,23 @@ class Ingest:
                 for change in result.changes:
                     by_partition[self.partition_of(change.opportunity_id)].append(change)
                 for reject in result.rejects:
-                    pending.append(await producer.send(
-                        topics.dead_letter,
-                        dead_letter(reject, tp.topic, tp.partition, record.offset,
-                                    record.key).model_dump_json().encode(),
-                        key=record.key,
-                    ))
-                    rejected.append(reject.reason)
+                    rejected.append((reject, tp, record))
         for partition, changes in by_partition.items():
             for chunk in chunked(changes):
                 pending.append(await producer.send(topics.changes, chunk, partition=partition))
+        # Dead letters one at a time (they are rare): one the topic refuses
+        # as too large is sent again with less of its original.
+        for reject, tp, record in rejected:
+            async def send(value: bytes, key: bytes | None = record.key) -> None:
+                await (await producer.send(topics.dead_letter, value, key=key))
+
+            await send_dead_letter(send, partial(dead_letter, reject, tp.topic, tp.partition,
+                                                 record.offset, record.key))
         if pending:
             await asyncio.gather(*pending)
         metrics.INPUT_MESSAGES.inc(messages)  # counted once, when the batch went through
-        for reason in rejected:
-            metrics.DEAD_LETTERS.labels(reason=reason).inc()
+        for reject, _, _ in rejected:
+            metrics.DEAD_LETTERS.labels(reason=reject.reason).inc()
 
 
 CHUNK_BYTES = 768 * 1024
@@ -166,8 +169,9 @@ def chunked(changes: list[OpportunityChange], limit: int = CHUNK_BYTES) -> list[
 
 
 def dead_letter(
-    reject: Reject, topic: str, partition: int | None, offset: int | None, key: bytes | None
+    reject: Reject, topic: str, partition: int | None, offset: int | None, key: bytes | None,
+    keep: int,
 ) -> DeadLetter:
     return DeadLetter.of(reject.reason, reject.error, source=topic, original=reject.raw,
                          received_at=datetime.now(UTC), key=key, partition=partition,
-                         offset=offset)
+                         offset=offset, keep=keep)

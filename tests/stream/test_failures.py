@@ -13,7 +13,12 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 )
 
 from processor.stream import metrics
-from processor.stream.failures import MAX_DELAY, Origin, handle_or_dead_letter
+from processor.stream.failures import (
+    FALLBACK_KEPT_BYTES,
+    MAX_DELAY,
+    Origin,
+    handle_or_dead_letter,
+)
 from schemas import DeadLetter
 
 ORIGIN = Origin("hygiene.state", "hygiene.changes", 2, 41, b"opp-1", b'{"kind": "nonsense"}')
@@ -110,3 +115,24 @@ def test_a_retry_stops_once_the_partition_moved_and_the_message_stays_unacked() 
 def test_cancellation_is_not_a_failure() -> None:
     with pytest.raises(asyncio.CancelledError):
         run(Attempts(asyncio.CancelledError()))
+
+
+def test_a_dead_letter_too_large_for_its_topic_is_sent_again_with_less_of_its_original(
+) -> None:
+    big = Origin("hygiene.state", "hygiene.changes", 0, 7, None, b"x" * (FALLBACK_KEPT_BYTES * 2))
+    sent: Sent = []
+    refusals = [MessageSizeTooLargeError()]
+
+    async def publish(records: Sent) -> None:
+        if refusals:
+            raise refusals.pop()
+        sent.extend(records)
+
+    done = asyncio.run(handle_or_dead_letter(
+        Attempts(ValueError("bad")), big, publish=publish, dead_letter_topic="dlq",
+        still_assigned=lambda: True))
+    assert done
+    [(_, _, value)] = sent
+    letter = DeadLetter.model_validate_json(value)
+    assert letter.truncated and letter.original_size == len(big.value)
+    assert letter.original_value() == big.value[:FALLBACK_KEPT_BYTES]

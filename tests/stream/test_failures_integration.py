@@ -11,6 +11,7 @@ import pytest
 from processor.replay.runner import ReplayResult
 from processor.rules import RuleSet
 from processor.simulate import Format, simulate
+from processor.stream.failures import FALLBACK_KEPT_BYTES
 from schemas import DeadLetter
 
 from .conftest import NewStream, NewWorker
@@ -139,3 +140,25 @@ def test_an_oversized_input_is_dead_lettered_whole_on_a_stock_input_limit(
     drain(stream, kafka, worker)
     history = history_records(kafka.read(stream.history))
     assert [h.opportunity_id for h in history] == ["opp-ok"]
+
+
+def test_a_dead_letter_topic_made_by_hand_at_1_mb_gets_a_truncated_letter_not_a_stall(
+    kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    stream = new_stream()
+    # As an operator's own tooling would make it: the broker's default limit.
+    kafka.set_topic_config(stream.dead_letter, {"max.message.bytes": "1048588"})
+    worker = new_worker("worker", stream).start().wait_ready()
+    broken = b'{"event_id": "ev-broken", ' + b" " * 900_000  # base64: 1.2 MB
+    kafka.produce(stream.input, [(b"opp-broken", broken),
+                                 (b"opp-ok", orjson.dumps(_generic("opp-ok", "ev-ok")))])
+
+    records = kafka.read_until(stream.dead_letter, lambda r: len(r) >= 1, 60,
+                               "the dead letter, truncated", explain=worker.log_tail)
+    [letter] = dead_letters(records)
+    assert letter.reason == "malformed_json" and letter.truncated
+    assert letter.original_size == len(broken)
+    assert letter.original_value() == broken[:FALLBACK_KEPT_BYTES]
+    drain(stream, kafka, worker)
+    assert [h.opportunity_id for h in history_records(kafka.read(stream.history))] == ["opp-ok"]
+    assert "dead-letter topic refused" in worker.log_text()
