@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -24,10 +23,10 @@ from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.ownership import active_partitions
 from processor.stream.recovery import RecoveryTableManager
-from processor.stream.recovery import install as install_fast_recovery
 from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
+from processor.stream.transport import install as install_transport
 from processor.web.cluster import advertised_url
 from processor.web.views import register
 
@@ -80,7 +79,8 @@ class Worker:
             # Recovery without Faust's per-record tasks (processor.stream.recovery).
             TableManager=RecoveryTableManager,
         )
-        install_fast_recovery(app)
+        # Fast changelog recovery, commits that never pass a dropped message.
+        install_transport(app)
         self.changes_topic = app.topic(
             topics.changes, key_serializer="raw", value_serializer="raw",
             partitions=settings.partitions,
@@ -138,7 +138,6 @@ class Worker:
             await self.ingest.run()
 
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
-        app.on_partitions_assigned.connect(self._rewind_uncommitted_too)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self._hold_flow_until_seeked)  # type: ignore[arg-type]
 
         self.api = register(self)
@@ -156,45 +155,6 @@ class Worker:
         signal comes first in that sequence) makes the fetcher wait instead;
         Faust's own resume right after opens it again."""
         self.app.flow_control.suspend()
-
-    async def _rewind_uncommitted_too(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        """Makes Faust's seek to the committed offsets also cover a partition
-        of the changes topic that the group never committed (the root cause
-        of the SIGKILL defect: stage history lost after a restart).
-
-        Faust can consume records it then drops: when recovery pauses the
-        changelog partitions, the set of active partitions it hands to a
-        fetch still in flight becomes empty, aiokafka reads an empty set as
-        "every partition" and returns the changes backlog, and Faust
-        discards it as not active. It relies on the seek to the committed
-        offsets that follows to read those records again, but aiokafka's
-        ``seek_to_committed`` skips a partition whose committed offset is
-        missing or 0, so the consumer went on after the dropped backlog,
-        and Faust (whose commit never checks for a gap before the first
-        acked offset while nothing is committed) committed past it. A
-        worker killed before its first commit of a partition lost, after
-        its restart, every change routed there before the kill. Here such
-        a partition is sought to its first offset, which is what the
-        "earliest" reset means anyway; anything already handled comes again
-        and the engine absorbs the repeat."""
-        # Any: ``seek_to_committed`` is not part of Faust's typed ConsumerT.
-        consumer: Any = self.app.consumer
-        if getattr(consumer, "_hygiene_rewinds_uncommitted", False):
-            return
-        original = consumer.seek_to_committed
-        changes = self.changes_topic.get_topic_name()
-
-        async def seek_to_committed() -> Mapping[Any, int]:
-            committed: Mapping[Any, int] = await original()
-            never = [tp for tp, offset in committed.items() if tp.topic == changes and not offset]
-            if never:
-                earliest = await consumer.earliest_offsets(*never)
-                for tp in never:
-                    await consumer.seek(tp, earliest[tp])
-            return committed
-
-        consumer.seek_to_committed = seek_to_committed
-        consumer._hygiene_rewinds_uncommitted = True
 
     async def request_sweeps(self, now_ms: int) -> int:
         """Asks the owner of each partition this worker actively owns to sweep

@@ -47,3 +47,9 @@ STATE_UNIT_MESSAGES = Histogram(
     "Internal messages the state agent handled together as one unit",
     buckets=(1, 2, 4, 8, 16),
 )
+COMMIT_HOLES = Counter(
+    "hygiene_commit_holes_total",
+    "Partitions whose commit held at offsets never handled (dropped in a rebalance) "
+    "and that were read again from there",
+    ["topic"],
+)

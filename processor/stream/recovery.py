@@ -14,7 +14,7 @@ and the time was not Kafka or the store but Faust's per-record plumbing
 
 Two narrow overrides remove that, keeping Faust's semantics:
 
-- :class:`ChangelogConsumer` (installed with :class:`Transport`): a changelog
+- :class:`ChangelogConsumer` (installed with ``processor.stream.transport``): a changelog
   record fetched while flow is open and the changelog queue has room is
   decoded by its channel and put on ``app.tables.changelog_queue`` directly,
   as the conductor would, without the per-record tasks. Anything else (flow
@@ -251,17 +251,3 @@ class ChangelogConsumer(aiokafka_driver.Consumer):
 
         pair = self._pressure_callbacks[tp] = (high, drop)
         return pair
-
-
-class Transport(aiokafka_driver.Transport):
-    """Faust's aiokafka transport with :class:`ChangelogConsumer`."""
-
-    Consumer = ChangelogConsumer
-
-
-def install(app: Any) -> None:
-    """Makes ``app`` consume with :class:`ChangelogConsumer`. The table
-    manager is an app setting: ``TableManager=RecoveryTableManager``."""
-    app.transport = Transport(app.conf.broker_consumer, app)
-
-

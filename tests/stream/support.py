@@ -36,6 +36,7 @@ from aiokafka import (  # type: ignore[import-untyped, unused-ignore]
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
+from aiokafka.errors import GroupCoordinatorNotAvailableError  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.protocol.group import (  # type: ignore[import-untyped, unused-ignore]
     MemberAssignment,
 )
@@ -262,7 +263,10 @@ class Kafka:
     def committed(self, group: str, topic: str) -> dict[int, int]:
         async def offsets() -> dict[int, int]:
             admin = await self._get_admin()
-            found = await admin.list_consumer_group_offsets(group)
+            try:
+                found = await admin.list_consumer_group_offsets(group)
+            except GroupCoordinatorNotAvailableError:
+                return {}  # a fresh broker's offsets topic is still being made
             return {tp.partition: meta.offset for tp, meta in found.items()
                     if tp.topic == topic and meta.offset >= 0}
 
@@ -562,6 +566,25 @@ class WorkerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def stacks(self, timeout: float = 5.0) -> str:
+        """What every asyncio task of the worker waits on: mode's worker logs
+        them on SIGUSR1. For failures where a worker stalls."""
+        if self.proc is None or self.proc.poll() is not None:
+            return f"({self.name}: not running)"
+        before = len(self.log_text())
+        self.proc.send_signal(signal.SIGUSR1)
+        sizes = [before]
+
+        def dumped() -> bool:  # grown, then no longer growing
+            sizes.append(len(self.log_text()))
+            return sizes[-1] > before and sizes[-1] == sizes[-2]
+
+        try:
+            wait_for(dumped, timeout, f"{self.name} logs its tasks", interval=0.3)
+        except TimeoutError:
+            return f"({self.name}: no task dump within {timeout:.0f}s)"
+        return f"--- {self.name} tasks ---\n" + self.log_text()[before:]
 
 
 # ---- inputs --------------------------------------------------------------------

@@ -19,8 +19,8 @@ from processor.stream.recovery import (
     BulkRecovery,
     ChangelogConsumer,
     RecoveryTableManager,
-    install,
 )
+from processor.stream.transport import install
 
 
 def _app(buffer: int = 3) -> tuple[Any, Any]:

@@ -302,7 +302,7 @@ def test_two_workers_split_the_partitions_and_one_takes_over_state_and_sweeps(
         stream.alerts, lambda r: open_rules(alert_records(r)) == expected, 60,
         "a's sweeps open the time-driven alerts of every opportunity, b's included",
         explain=lambda: f"{diff(open_rules(alert_records(kafka.read(stream.alerts))), expected)}"
-                        f"\n{a.log_tail()}")
+                        f"\n{a.log_tail()}\n{a.stacks()}")
     alerts = alert_records(records)
     swept_b = [x for x in alerts if x.kind == "alert" and x.source_event_id is None
                and x.opportunity_id in b_opportunities]
