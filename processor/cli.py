@@ -76,7 +76,7 @@ def rules_check(path: Path) -> None:
 
 # ---- replay ------------------------------------------------------------------
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path), help="Rules YAML file.")
 @click.option("--as-of", help="Sweep time-driven rules at this time (default: last event).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("replay-out"),
@@ -85,6 +85,10 @@ def rules_check(path: Path) -> None:
               help="HTML audit report path (default: OUT/audit-report.html).")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--export", "exports", multiple=True,
+              type=click.Path(exists=True, path_type=Path),
+              help="A bulk export in JSON lines (one opportunity a row; repeatable). "
+                   "CSV inputs are always read as exports.")
 def replay(
     inputs: tuple[Path, ...],
     rules_path: Path | None,
@@ -93,16 +97,21 @@ def replay(
     report_path: Path | None,
     no_report: bool,
     quiet: bool,
+    exports: tuple[Path, ...],
 ) -> None:
-    """Replay recorded CRM events (JSON lines in any supported format, or CSV
-    bulk exports) through the rules offline."""
+    """Replay recorded CRM events (JSON lines in any supported format, CSV
+    bulk exports, JSON-lines exports given with --export) through the rules
+    offline."""
+    if not inputs and not exports:
+        raise click.UsageError("give at least one input file (or --export FILE)")
     from processor.runtime import tune_gc
 
     tune_gc()
     ruleset = _load_rules(rules_path)
     as_of_time = _parse_time(as_of)
     result = run_replay(
-        ruleset, inputs, out_dir, as_of_ms=to_ms(as_of_time) if as_of_time else None, quiet=quiet
+        ruleset, inputs, out_dir, as_of_ms=to_ms(as_of_time) if as_of_time else None, quiet=quiet,
+        exports=exports,
     )
     if not no_report:
         from processor.report.html import render_report
@@ -122,9 +131,12 @@ def run_replay(
     *,
     as_of_ms: int | None,
     quiet: bool,
+    exports: tuple[Path, ...] | list[Path] = (),
 ) -> ReplayResult:
+    """Exports are read after the event files, as a later resync would be."""
     runner = Replay(ruleset, sink=JsonLinesSink(out_dir), received_at=datetime.now(UTC))
-    total = sum(p.stat().st_size for p in inputs)
+    files = [(path, False) for path in inputs] + [(path, True) for path in exports]
+    total = sum(p.stat().st_size for p, _ in files)
     with Progress(
         TextColumn("[bold]replay[/bold] {task.description}"),
         BarColumn(),
@@ -135,9 +147,10 @@ def run_replay(
         transient=True,
     ) as progress:
         task = progress.add_task("", total=total)
-        for path in inputs:
+        for path, export in files:
             progress.update(task, description=path.name)
-            runner.feed_file(path, on_progress=lambda n: progress.advance(task, n))
+            runner.feed_file(path, on_progress=lambda n: progress.advance(task, n),
+                             export=export)
     return runner.finish(as_of_ms)
 
 

@@ -77,3 +77,22 @@ def test_replay_reads_a_bulk_csv_export(tmp_path: Path) -> None:
     assert ("006000000000001AAA", "amount_invalid") in by_opp
     assert ("006000000000001AAA", "stage_gate_missing_fields") in by_opp
     assert not any(opp == "006000000000002AAA" for opp, _ in by_opp)
+
+
+def test_replay_reads_a_json_lines_export_and_dead_letters_its_bad_rows(tmp_path: Path) -> None:
+    export = Path(__file__).parent / "sources" / "payloads" / "bulk_export.jsonl"
+    out = tmp_path / "out"
+    code, output = invoke("replay", "--export", str(export), "--out", str(out),
+                          "--as-of", "2024-05-02", "--no-report")
+    assert code == 0, output
+    history = [orjson.loads(x) for x in (out / "stage-history.jsonl").read_bytes().splitlines()]
+    dead = [orjson.loads(x) for x in (out / "dead-letter.jsonl").read_bytes().splitlines()]
+    assert {h["opportunity_id"] for h in history} >= {"18420399216", "deal-4411"}
+    assert sorted(d["reason"] for d in dead) == ["malformed_json", "schema_violation"]
+    assert "Traceback" not in output
+
+
+def test_replay_without_any_input_is_a_usage_error() -> None:
+    code, output = invoke("replay", "--no-report")
+    assert code == 2
+    assert "at least one input" in output

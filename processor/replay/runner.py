@@ -102,28 +102,39 @@ class Replay:
             result.first_event_ms = occurred
         self._collect(outcome)
 
-    def feed_file(self, path: Path, on_progress: Callable[[int], None] | None = None) -> None:
-        """JSON lines (one message a line, any supported format, mixed) or a
-        CSV bulk export."""
+    def feed_file(
+        self, path: Path, on_progress: Callable[[int], None] | None = None, *,
+        export: bool = False,
+    ) -> None:
+        """JSON lines (one message a line, any supported format, mixed), or a
+        bulk export: a CSV file always; a JSON-lines file when ``export``
+        says so, since its rows (one opportunity each) look like nothing
+        else a message can be."""
         self.result.inputs.append(str(path))
-        if path.suffix.lower() == ".csv":
-            exported_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-            for line, row_bytes, change_or_reject in bulk.read_csv_changes(
-                path, export_id=path.stem, exported_at=exported_at, mappings=self.mappings
-            ):
-                self.result.messages += 1
-                if isinstance(change_or_reject, Reject):
-                    self._dead_letter(change_or_reject, str(path), line)
-                else:
-                    self.apply(change_or_reject, row_bytes, str(path), line)
-                if on_progress:
-                    on_progress(len(row_bytes) + 1)
+        if export or path.suffix.lower() == ".csv":
+            self._feed_export(path, on_progress)
             return
         for line_number, raw in _lines(path):
             if raw.strip():
                 self.feed(raw, str(path), line_number)
             if on_progress:
                 on_progress(len(raw) + 1)
+
+    def _feed_export(self, path: Path, on_progress: Callable[[int], None] | None) -> None:
+        """Each row becomes a full upsert stamped with the file's time, which
+        the engine merges with what it holds field by field (newer wins)."""
+        exported_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        read = bulk.read_csv_changes if path.suffix.lower() == ".csv" else bulk.read_jsonl_changes
+        for line, row_bytes, change_or_reject in read(
+            path, export_id=path.stem, exported_at=exported_at, mappings=self.mappings
+        ):
+            self.result.messages += 1
+            if isinstance(change_or_reject, Reject):
+                self._dead_letter(change_or_reject, str(path), line)
+            else:
+                self.apply(change_or_reject, row_bytes, str(path), line)
+            if on_progress:
+                on_progress(len(row_bytes) + 1)
 
     # ---- end --------------------------------------------------------------
     def finish(self, as_of_ms: int | None = None) -> ReplayResult:
