@@ -53,8 +53,8 @@ SECRET_LIKE_NAME = re.compile(
 # scheme://user:password@host, unless the password is a ${...} reference.
 URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/@:]*:(?!\$\{)[^\s/@]+@", re.IGNORECASE)
 # A compose value that takes a secret from the environment: ${VAR}, ${VAR:?msg}
-# (required), or ${VAR:-} / ${VAR:-dev-only...} (empty, or an obviously
-# development-only default).
+# (required), or ${VAR:-} (empty); test_compose_secrets_come_from_the_environment
+# refuses any default value.
 COMPOSE_SECRET_VALUE = re.compile(
     r"^\$\{(?P<var>[A-Z_][A-Z0-9_]*)(?:(?P<op>:\?|\?|:-|-)(?P<arg>[^}]*))?\}$"
 )
@@ -492,15 +492,18 @@ def test_compose_secrets_come_from_the_environment() -> None:
             assert match, f"{name}: {key} must be a ${{...}} reference, not {value!r}"
             assert match["var"] in SECRET_ENV, f"{name}: {key} reads ${{{match['var']}}}"
             if match["op"] in (":-", "-"):
-                assert match["arg"] == "" or match["arg"].startswith("dev-only"), (
-                    f"{name}: {key} defaults to {match['arg']!r}; a default must say dev-only"
+                # Empty (an optional secret), never a value written here.
+                assert match["arg"] == "", (
+                    f"{name}: {key} defaults to {match['arg']!r}: a secret in the repository"
                 )
             checked += 1
         command = service.get("command", [])
         if isinstance(command, list):
             for flag, value in itertools.pairwise(command):
                 if str(flag) == "--requirepass":
-                    assert COMPOSE_SECRET_VALUE.match(str(value)), f"{name}: literal password"
+                    found = COMPOSE_SECRET_VALUE.match(str(value))
+                    assert found, f"{name}: literal password"
+                    assert found["op"] in (":?", "?"), f"{name}: the password must be required"
                     checked += 1
     assert checked >= 5
 
