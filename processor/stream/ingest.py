@@ -128,6 +128,7 @@ class Ingest:
         pending: list[Awaitable[Any]] = []
         messages = 0
         rejected: list[tuple[Reject, Any, Any]] = []
+        ignored = 0
         for tp, records in fetched.items():
             for record in records:
                 messages += 1
@@ -137,6 +138,7 @@ class Ingest:
                     by_partition[self.partition_of(change.opportunity_id)].append(change)
                 for reject in result.rejects:
                     rejected.append((reject, tp, record))
+                ignored += result.ignored
         for partition, changes in by_partition.items():
             for chunk in chunked(changes):
                 pending.append(await producer.send(topics.changes, chunk, partition=partition))
@@ -151,6 +153,7 @@ class Ingest:
         if pending:
             await asyncio.gather(*pending)
         metrics.INPUT_MESSAGES.inc(messages)  # counted once, when the batch went through
+        metrics.IGNORED_EVENTS.inc(ignored)
         for reject, _, _ in rejected:
             metrics.DEAD_LETTERS.labels(reason=reject.reason).inc()
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 INPUT_MESSAGES = Counter("hygiene_input_messages_total", "CRM input messages read")
+IGNORED_EVENTS = Counter(
+    "hygiene_input_events_ignored_total",
+    "CRM events understood and deliberately turned into no change (a HubSpot "
+    "property nobody maps, a deal-to-company association, a deleted task)",
+)
 CHANGES_APPLIED = Counter("hygiene_changes_applied_total", "Normalized changes applied")
 DEAD_LETTERS = Counter(
     "hygiene_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"]

@@ -141,10 +141,16 @@ def test_bad_inputs_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     }
     assert len(oversized) > limit
     valid = (b"opp-ok", orjson.dumps(_generic("opp-ok", "ev-ok")))
+    # Understood, and about nothing the product tracks: counted, not dead-lettered.
+    ignored = (b"18420399216", orjson.dumps([{
+        "eventId": 1043218, "subscriptionId": 2281915, "portalId": 62515, "appId": 1160452,
+        "occurredAt": 1714417500000, "subscriptionType": "deal.propertyChange",
+        "attemptNumber": 0, "objectId": 18420399216, "propertyName": "hs_analytics_source",
+        "propertyValue": "ORGANIC_SEARCH", "changeSource": "ANALYTICS", "sourceId": "analytics"}]))
 
     stream = new_stream(HYGIENE_MAX_MESSAGE_BYTES=str(limit))
     worker = new_worker("worker", stream).start().wait_ready()
-    sent = kafka.produce(stream.input, [*bad.values(), valid])
+    sent = kafka.produce(stream.input, [*bad.values(), ignored, valid])
 
     history = kafka.read_until(
         stream.history,
@@ -169,6 +175,8 @@ def test_bad_inputs_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     assert "occurred_at" in letters["schema_violation"].error
     drain(stream, kafka, worker)
     assert kafka.count(stream.dead_letter) == len(bad)
+    assert worker.metric("hygiene_input_events_ignored_total") == 1
+    assert worker.metric("hygiene_input_messages_total") == len(bad) + 2
 
 
 # ---- 3. a stopped or killed worker recovers and loses nothing ---------------------------
