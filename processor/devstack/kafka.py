@@ -41,6 +41,7 @@ from processor.devstack._proc import (
     spawn,
     tail,
 )
+from processor.devstack.apt import apt_install
 from processor.devstack.maven import cache_root, fetch_jars
 from processor.devstack.server import LocalServer
 
@@ -117,14 +118,24 @@ def ensure_kafka_jars(version: str = DEFAULT_KAFKA_VERSION) -> Path:
     )
 
 
+JAVA_PACKAGE = "openjdk-17-jre-headless"
+"""Debian 12's Java 17 runtime, installed when no ``java`` is found."""
+
+
 def java_binary() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
     java = shutil.which("java")
     if java is None:
-        raise RuntimeError("a JDK/JRE 17+ (java) is needed to run the local Kafka broker")
+        # Nothing installed by hand: Debian's Java 17 runtime, as redis-server is.
+        apt_install(JAVA_PACKAGE)
+        java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("a JDK/JRE 17+ (java) is needed to run the local Kafka broker "
+                           f"(Debian: apt-get install {JAVA_PACKAGE})")
     return java
+
 
 
 def _cluster_id() -> str:

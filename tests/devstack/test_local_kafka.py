@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from aiokafka import (  # type: ignore[import-untyped, unused-ignore]
@@ -88,3 +89,22 @@ def test_create_topics_is_idempotent_but_rejects_a_different_partition_count(
     create_topics(kafka_bootstrap, {topic: 2})
     with pytest.raises(ValueError, match="exists with 2 partitions"):
         create_topics(kafka_bootstrap, {topic: 3})
+
+
+def test_a_machine_without_java_or_maven_gets_them_from_debian(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Nothing installed by hand: a missing ``java`` or ``mvn`` is asked of
+    apt (here recorded, not run), and still missing gives a clear error."""
+    from processor.devstack import kafka, maven
+
+    asked: list[str] = []
+    monkeypatch.setattr(kafka, "apt_install", asked.append)
+    monkeypatch.setattr(maven, "apt_install", asked.append)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    with pytest.raises(RuntimeError, match="apt-get install openjdk-17-jre-headless"):
+        kafka.java_binary()
+    with pytest.raises(RuntimeError, match="Maven"):
+        maven.fetch_jars("<project/>", tmp_path / "jars", what="jars", expect="*.jar")
+    assert asked == [kafka.JAVA_PACKAGE, "maven"]
