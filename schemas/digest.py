@@ -28,15 +28,31 @@ class QueueItem(Record):
     amount: float | None = None
     currency: str | None = None
     close_date: date | None = None
+    manager_id: str | None = Field(
+        default=None, description="The owner's manager on this opportunity (CRM field).")
     issues: list[QueueIssue]
+
+
+NO_CURRENCY = "unspecified"
+"""The ``amount_at_risk_by_currency`` key for amounts whose currency is unknown."""
 
 
 class Digest(Record):
     owner_id: str
+    manager_id: str | None = Field(
+        default=None,
+        description="The owner's manager: the one most of the listed opportunities name "
+        "(ties: the smallest id). Lets a notifier route a team's digests as its alerts.",
+    )
     period_start: date = Field(description="First day of the week the queue covers.")
     generated_at: UtcDatetime
     ruleset_version: str
     opportunity_count: int
     issue_count: int
-    amount_at_risk: float = Field(description="Sum of amounts of the listed opportunities.")
+    amount_at_risk: float = Field(
+        description="Sum of amounts of the listed opportunities, whatever their currency: "
+        "read amount_at_risk_by_currency when deals are in several.")
+    amount_at_risk_by_currency: dict[str, float] = Field(
+        default_factory=dict,
+        description=f"The same sum per currency code ({NO_CURRENCY!r}: currency unknown).")
     items: list[QueueItem]

@@ -9,6 +9,7 @@ ranks and wraps them where the owner's queue lives (``rank``, ``digest_of``).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import date
 
@@ -18,6 +19,7 @@ from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from schemas import Digest, OpportunityState, QueueIssue, QueueItem
 from schemas.alerts import SEVERITY_RANK
+from schemas.digest import NO_CURRENCY
 
 
 def queue_item(state: OpportunityState, engine: Engine, now_ms: int) -> QueueItem | None:
@@ -49,6 +51,7 @@ def queue_item(state: OpportunityState, engine: Engine, now_ms: int) -> QueueIte
         amount=values.get(f.AMOUNT),
         currency=values.get(f.CURRENCY),
         close_date=values.get(f.CLOSE_DATE),
+        manager_id=values.get(f.MANAGER_ID),
         issues=issues,
     )
 
@@ -79,16 +82,32 @@ def digest_of(
     ruleset_version: str,
 ) -> Digest:
     ranked = rank(items)
+    by_currency: dict[str, float] = {}
+    for item in ranked:
+        if item.amount is not None:
+            code = item.currency or NO_CURRENCY
+            by_currency[code] = by_currency.get(code, 0.0) + item.amount
     return Digest(
         owner_id=owner_id,
+        manager_id=_usual_manager(ranked),
         period_start=period_start,
         generated_at=from_ms(now_ms),
         ruleset_version=ruleset_version,
         opportunity_count=len(ranked),
         issue_count=sum(len(i.issues) for i in ranked),
         amount_at_risk=sum(i.amount or 0.0 for i in ranked),
+        amount_at_risk_by_currency=dict(sorted(by_currency.items())),
         items=ranked,
     )
+
+
+def _usual_manager(items: list[QueueItem]) -> str | None:
+    """An owner has one manager, but a CRM can disagree with itself deal by
+    deal (a reorg half applied): the one most deals name, then the smallest."""
+    counts = Counter(i.manager_id for i in items if i.manager_id)
+    if not counts:
+        return None
+    return min(counts, key=lambda m: (-counts[m], m))
 
 
 def build_digest(

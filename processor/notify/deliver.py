@@ -134,7 +134,7 @@ class Delivery:
         key = digest_id(digest)
         if await self._redis(lambda: self.store.digest_posted(key)):
             return _skip("digest", "already_posted")
-        route = self.routing.route_for(digest.owner_id)
+        route = self.routing.route_for(digest.owner_id, digest.manager_id)
         message = digest_message(digest, self.links, self.now(), top=self.digest_top,
                                  mention=self.routing.mention(digest.owner_id))
         await self._send("digest", "digest", lambda: self.transport.post(route, message))

@@ -24,7 +24,7 @@ ROUTES = """
 default_route: revops
 routes:
   revops: {channel: C0REVOPS}
-  emea: {channel: C0EMEA, owners: ["005EMEA"]}
+  emea: {channel: C0EMEA, owners: ["005EMEA"], managers: ["005MGR_EMEA"]}
 """
 FAST_RETRIES = {
     "HYGIENE_SLACK_BACKOFF_BASE_SECONDS": "0.05",
@@ -83,7 +83,12 @@ def test_webhooks_retry_route_skip_dead_letter_and_post_each_message_once(
         (key(a2.opportunity_id), encode(resolution(a2))),
     ])
     queue = digest([item(1, 30_000.0), item(2, 250_000.0, issues=2)], owner="005EMEA")
-    kafka.produce(stream.names["digests"], [(b"005EMEA", encode(queue))])
+    # A rep routed by nobody but their manager: their digest goes where
+    # their team's alerts go.
+    team_queue = digest([item(3, 5_000.0)], owner="005NEWREP").model_copy(
+        update={"manager_id": "005MGR_EMEA"})
+    kafka.produce(stream.names["digests"], [(b"005EMEA", encode(queue)),
+                                            (b"005NEWREP", encode(team_queue))])
 
     notifier = new_notifier("n1", **webhooks(slack, tmp_path),
                             HYGIENE_SLACK_MAX_ATTEMPTS="4").start()
@@ -121,6 +126,8 @@ def test_webhooks_retry_route_skip_dead_letter_and_post_each_message_once(
     listing = shown(queued.json)
     assert listing.index("Deal 2") < listing.index("Deal 1")
     assert "280K USD" in listing
+    (team,) = slack.about("hygiene_digest", "005NEWREP")
+    assert team.ok and team.path == "/hooks/emea"
 
     # A 404 is not retried; four 500s exhaust the attempts: both dead-lettered
     # with the original bytes, as is the record that is not JSON.
@@ -144,6 +151,7 @@ def test_webhooks_retry_route_skip_dead_letter_and_post_each_message_once(
         ("hygiene_alert", a3.alert_id, "/hooks/revops"): 1,
         ("hygiene_resolution", a1.alert_id, "/hooks/emea"): 1,
         ("hygiene_digest", "005EMEA", "/hooks/emea"): 1,
+        ("hygiene_digest", "005NEWREP", "/hooks/emea"): 1,
     })
 
     metric = notifier.metric
@@ -151,7 +159,7 @@ def test_webhooks_retry_route_skip_dead_letter_and_post_each_message_once(
     assert metric("hygiene_notify_retried_total", cause="5xx") == 1 + 3
     assert metric("hygiene_notify_delivered_total", kind="alert", rule="single_threaded") == 2
     assert metric("hygiene_notify_delivered_total", kind="resolution") == 1
-    assert metric("hygiene_notify_delivered_total", kind="digest") == 1
+    assert metric("hygiene_notify_delivered_total", kind="digest") == 2
     assert metric("hygiene_notify_failed_total", kind="alert", cause="5xx") == 1
     assert metric("hygiene_notify_failed_total", kind="alert", cause="404") == 1
     assert metric("hygiene_notify_skipped_total", reason="digest_delivery") == 1
