@@ -51,6 +51,10 @@ class CategoryRollup(Record):
         description="Of these, the deals in a closed, not won stage.")
     override: OverrideView | None = Field(
         default=None, description="The manager's call, shown beside the system totals.")
+    forecast: list[CurrencyTotal] = Field(
+        default_factory=list,
+        description="The figures to forecast with, one per currency: the system totals with "
+        "the override's amount in place of its currency's total (count: the deals there).")
 
 
 class RollupRecord(Record):

@@ -146,17 +146,19 @@ class Book:
         """The complete snapshot of a bucket (all zeros once it emptied)."""
         bucket = self.buckets.get((manager, period)) or Bucket()
         start, end = self.calendar.bounds(period)
-        categories = [
-            CategoryRollup(
+        categories = []
+        for category in CATEGORY_ORDER:
+            totals = bucket.totals(category, ("open", "won", "lost"))
+            override = bucket.overrides.get(category)
+            categories.append(CategoryRollup(
                 category=category,
                 count=sum(t.count for (c, _, _), t in bucket.tallies.items() if c == category),
-                totals=bucket.totals(category, ("open", "won", "lost")),
+                totals=totals,
                 won=bucket.totals(category, ("won",)),
                 lost=bucket.totals(category, ("lost",)),
-                override=bucket.overrides.get(category),
-            )
-            for category in CATEGORY_ORDER
-        ]
+                override=override,
+                forecast=forecast_totals(totals, override),
+            ))
         return RollupRecord(
             record_id=rollup_record_id(manager, period), manager_id=manager, period=period,
             period_start=start, period_end=end,
@@ -178,3 +180,18 @@ class Book:
             bucket = self.buckets.get(key)
             if bucket is not None and not bucket.exists:
                 del self.buckets[key]
+
+
+def forecast_totals(
+    totals: list[CurrencyTotal], override: OverrideView | None
+) -> list[CurrencyTotal]:
+    """The manager's call wins in its currency; the other currencies keep the
+    system's figure (amounts in different currencies are never added). The
+    same rule as ``forecast_amount`` in deploy/warehouse/sql/latest_rollups.sql."""
+    if override is None:
+        return totals
+    by_currency = {t.currency: t for t in totals}
+    system = by_currency.get(override.currency)
+    by_currency[override.currency] = CurrencyTotal(
+        currency=override.currency, amount=override.amount, count=system.count if system else 0)
+    return [by_currency[c] for c in sorted(by_currency)]

@@ -161,6 +161,11 @@ def test_an_override_is_logged_and_shown_beside_the_system_total(rules: RuleSet)
     assert commit.totals[0].amount == 300.0
     assert commit.override is not None and commit.override.amount == 500.0
     assert commit.override.reason == "Acme verbally committed"
+    # What to forecast with: the manager's 500 in place of the system's 300.
+    assert [(t.currency, t.amount, t.count) for t in commit.forecast] == [(
+        commit.override.currency, 500.0, 1)]
+    assert next(c for c in record.categories if c.category == "Pipeline").forecast == \
+        next(c for c in record.categories if c.category == "Pipeline").totals
 
     # The same override again (a redelivery): nothing new.
     assert submit(rollups) == (["duplicate"], [])
@@ -231,3 +236,17 @@ def test_published_records_validate_against_their_json_schemas(rules: RuleSet) -
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**orjson.loads(submit_body()), "reason": " "},
                             orjson.loads(path_for("override-request").read_text()))
+
+
+def test_an_override_in_another_currency_stands_beside_the_system_totals() -> None:
+    from datetime import UTC, datetime
+
+    from processor.forecast.book import forecast_totals
+    from schemas.forecast import CurrencyTotal, OverrideView
+
+    usd = CurrencyTotal(currency="USD", amount=300.0, count=2)
+    view = OverrideView(override_id="ov", amount=90.0, currency="EUR", reason="r",
+                        submitted_by="u", submitted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert forecast_totals([usd], view) == [
+        CurrencyTotal(currency="EUR", amount=90.0, count=0), usd]
+    assert forecast_totals([usd], None) == [usd]
