@@ -267,11 +267,10 @@ def _activity(event: dict[str, Any], header: ChangeEventHeader) -> list[Opportun
     if type(what) is not str:
         raise violation("WhatId", f"expected a record id, got {type(what).__name__} {what!r}")
     if not what.startswith(OPPORTUNITY_PREFIX):
-        raise InputError(
-            "unsupported_entity",
-            f"WhatId: {what!r} is not an opportunity (id prefix {OPPORTUNITY_PREFIX}), so the "
-            f"{entity} is not activity on a tracked opportunity",
-        )
+        # A task on an account or a case: ordinary traffic on a Task channel,
+        # not an error, so it is counted as ignored instead of filling the
+        # dead-letter topic.
+        return []
     who = values.get("WhoId")
     contact = who if type(who) is str and who.startswith(CONTACT_PREFIX) else None
     occurred_at = _occurred_at(header)

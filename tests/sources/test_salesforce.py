@@ -315,12 +315,12 @@ def test_task_update_without_what_id_is_unsupported_and_says_why(
     )
 
 
-def test_event_on_an_account_is_unsupported(run: Run, payload: Callable[[str], bytes]) -> None:
-    assert only_reject(run(payload("sf_event_create_on_account.json"))) == (
-        "unsupported_entity",
-        "WhatId: '001Dn00000XYZabIAC' is not an opportunity (id prefix 006), so the Event is "
-        "not activity on a tracked opportunity",
-    )
+def test_an_event_on_an_account_is_ignored_not_dead_lettered(
+    run: Run, payload: Callable[[str], bytes]
+) -> None:
+    result = run(payload("sf_event_create_on_account.json"))
+
+    assert (result.changes, result.rejects, result.ignored) == ([], [], 1)
 
 
 @pytest.mark.parametrize("change_type", ["DELETE", "UNDELETE", "GAP_UPDATE"])
