@@ -18,6 +18,11 @@ class QueueIssue(Record):
     message: str
     fix: str
     opened_at: UtcDatetime
+    snoozed_until: UtcDatetime | None = Field(
+        default=None,
+        description="Set while the owner's snooze of this alert runs (alert policy on): still "
+        "listed, so nothing vanishes, but a notifier leaves it out until then.",
+    )
 
 
 class QueueItem(Record):

@@ -107,6 +107,18 @@ class AlertActions:
             )
         return status
 
+    async def snoozed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(opportunity, rule) -> when its running snooze ends (epoch ms), for
+        the keys snoozed now: one round trip for a whole digest run."""
+        if not keys:
+            return {}
+        now = self.clock()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for opportunity_id, rule_id in keys:
+                pipe.pttl(self.keys.snooze(opportunity_id, rule_id))
+            left = await pipe.execute()
+        return {key: now + int(ms) for key, ms in zip(keys, left, strict=True) if int(ms) > 0}
+
     async def status(self, alert_id: str) -> AlertStatus | None:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.alert(alert_id))

@@ -15,11 +15,18 @@ owner's current queue, and runs a period's digests for one partition.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date
 
 from processor.alerts.digest_schedule import WeeklySchedule
-from processor.alerts.queue import digest_of, queue_item, rank
+from processor.alerts.queue import (
+    SnoozeKey,
+    digest_of,
+    queue_item,
+    rank,
+    snooze_keys,
+    with_snoozes,
+)
 from processor.core import fields as f
 from processor.core.clock import DAY_MS, from_ms
 from processor.core.engine import Engine
@@ -35,8 +42,10 @@ from processor.stream.regroup import (
 from schemas import Digest, OpportunityState, QueueItem
 
 Publish = Callable[[list[tuple[str, bytes | None, bytes]]], Awaitable[None]]
+SnoozeLookup = Callable[[list[SnoozeKey]], Awaitable[Mapping[SnoozeKey, int]]]
+"""(opportunity, rule) pairs -> the expiry of those snoozed now; {} when unknown."""
 
-_SHOWN = (f.NAME, f.PIPELINE, f.STAGE, f.AMOUNT, f.CURRENCY, f.CLOSE_DATE)
+_SHOWN = (f.NAME, f.PIPELINE, f.STAGE, f.AMOUNT, f.CURRENCY, f.CLOSE_DATE, f.MANAGER_ID)
 """The fields a queue item shows, besides the open alerts."""
 
 
@@ -77,7 +86,9 @@ class OwnerQueues:
         ruleset_version: str,
         digests_topic: str,
         tombstone_days: int,
+        snoozed: SnoozeLookup | None = None,
     ) -> None:
+        self.snoozed = snoozed
         self.slots = GroupedTable(partitions)
         self.schedule = schedule
         self.ruleset_version = ruleset_version
@@ -97,6 +108,13 @@ class OwnerQueues:
         would show it now (an owner with nothing to fix: no items)."""
         return self._digest(owner_id, partition, table,
                             self.schedule.period(from_ms(now_ms)), now_ms)
+
+    async def marked(self, digests: list[Digest]) -> list[Digest]:
+        """The digests with their snoozed issues marked (one lookup for all)."""
+        if self.snoozed is None or not digests:
+            return digests
+        until = await self.snoozed(snooze_keys(digests))
+        return [with_snoozes(digest, until) for digest in digests]
 
     def _digest(
         self, owner_id: str, partition: int, table: Table, period: date, now_ms: int
@@ -119,11 +137,12 @@ class OwnerQueues:
             return 0
         period = date.fromisoformat(tick.period)
         self.slots.prune(partition, table, tick.at_ms - self.tombstone_ms)
-        records: list[tuple[str, bytes | None, bytes]] = []
-        for owner_id in self.slots.groups(partition, table):
-            digest = self._digest(owner_id, partition, table, period, tick.at_ms)
-            records.append((self.digests_topic, owner_id.encode(),
-                            digest.model_dump_json().encode()))
+        digests = await self.marked([
+            self._digest(owner_id, partition, table, period, tick.at_ms)
+            for owner_id in self.slots.groups(partition, table)])
+        records: list[tuple[str, bytes | None, bytes]] = [
+            (self.digests_topic, digest.owner_id.encode(), digest.model_dump_json().encode())
+            for digest in digests]
         if records:
             await publish(records)
         self.slots.set_mark(partition, table, tick.period)

@@ -10,7 +10,7 @@ ranks and wraps them where the owner's queue lives (``rank``, ``digest_of``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 from processor.core import fields as f
@@ -120,3 +120,25 @@ def build_digest(
     owned = (s for s in states if s.fields.get(f.OWNER_ID) == owner_id)
     return digest_of(owner_id, queue_items(owned, engine, now_ms), period_start, now_ms,
                      engine.rules.version)
+
+
+SnoozeKey = tuple[str, str]
+"""(opportunity id, rule id): what a snooze quiets, whatever the alert's id."""
+
+
+def snooze_keys(digests: Iterable[Digest]) -> list[SnoozeKey]:
+    return sorted({(item.opportunity_id, issue.rule_id)
+                   for digest in digests for item in digest.items for issue in item.issues})
+
+
+def with_snoozes(digest: Digest, until_ms: Mapping[SnoozeKey, int]) -> Digest:
+    """The digest with each snoozed issue marked with its snooze's expiry."""
+    if not until_ms:
+        return digest
+    items = []
+    for item in digest.items:
+        issues = [issue.model_copy(update={"snoozed_until": from_ms(until)})
+                  if (until := until_ms.get((item.opportunity_id, issue.rule_id))) is not None
+                  else issue for issue in item.issues]
+        items.append(item.model_copy(update={"issues": issues}))
+    return digest.model_copy(update={"items": items})

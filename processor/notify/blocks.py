@@ -223,33 +223,53 @@ def _stamp(moment: datetime) -> str:
 def digest_message(
     digest: Digest, links: CrmLinks, now: datetime, *, top: int = 10, mention: str | None = None
 ) -> Message:
-    """One message per owner: the totals, then the biggest deals to fix first."""
-    ranked = sorted(digest.items, key=lambda i: (i.amount is None, -(i.amount or 0.0)))
+    """One message per owner: the totals, then the biggest deals to fix first.
+    Issues the owner snoozed (still running at ``now``) are left out, and a
+    deal left with none with them: counted in a line at the end instead."""
+    items, snoozed = _unsnoozed(digest.items, now)
+    ranked = sorted(items, key=lambda i: (i.amount is None, -(i.amount or 0.0)))
     shown, rest = ranked[:top], ranked[top:]
-    totals = _totals(digest.items)
+    totals = _totals(items)
+    issue_count = sum(len(i.issues) for i in items)
     who = f"<@{mention}>" if mention else f"Owner {escape(digest.owner_id)}"
     metadata = _metadata("hygiene_digest", owner_id=digest.owner_id,
                          period_start=digest.period_start.isoformat())
     header = _header(f":clipboard: Weekly hygiene queue, week of {day(digest.period_start)}")
-    if not digest.items:
+    parked = [_context([f":zzz: {_count(snoozed, 'snoozed issue')} not shown"])] if snoozed else []
+    if not items:
         return Message(
             f"Weekly hygiene queue for {digest.owner_id}: nothing to fix.",
-            [header, _section(f"{who}: nothing to fix this week. :tada:")], metadata,
+            [header, _section(f"{who}: nothing to fix this week. :tada:"), *parked], metadata,
         )
-    summary = (f"{who}: *{_count(digest.opportunity_count, 'deal')}* to fix, "
-               f"*{_count(digest.issue_count, 'issue')}*, *{totals}* at stake. "
+    summary = (f"{who}: *{_count(len(items), 'deal')}* to fix, "
+               f"*{_count(issue_count, 'issue')}*, *{totals}* at stake. "
                f"Biggest first:")
     blocks: list[Block] = [header, _section(summary), {"type": "divider"}]
     blocks += [_digest_item(n, item, links, now) for n, item in enumerate(shown, start=1)]
     if rest:
         blocks.append(_context([f"…and {_count(len(rest), 'more deal')} "
                                 f"({_totals(rest)}) in the queue"]))
+    blocks += parked
     blocks.append(_context([f"Generated {_stamp(digest.generated_at)}",
                             f"rules {escape(digest.ruleset_version)}"]))
     text = (f"Weekly hygiene queue for {digest.owner_id}: "
-            f"{_count(digest.opportunity_count, 'deal')}, "
-            f"{_count(digest.issue_count, 'issue')}, {totals} at stake.")
+            f"{_count(len(items), 'deal')}, "
+            f"{_count(issue_count, 'issue')}, {totals} at stake.")
     return Message(shorten(text, TEXT_LIMIT), blocks, metadata)
+
+
+def _unsnoozed(items: Iterable[QueueItem], now: datetime) -> tuple[list[QueueItem], int]:
+    """The items with the issues whose snooze still runs taken out (an item
+    left with none dropped), and how many issues that took out."""
+    kept: list[QueueItem] = []
+    dropped = 0
+    for item in items:
+        issues = [i for i in item.issues if i.snoozed_until is None or i.snoozed_until <= now]
+        dropped += len(item.issues) - len(issues)
+        if issues:
+            kept.append(item if len(issues) == len(item.issues)
+                        else item.model_copy(update={"issues": issues}))
+    return kept, dropped
 
 
 def _digest_item(n: int, item: QueueItem, links: CrmLinks, now: datetime) -> Block:

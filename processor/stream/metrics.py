@@ -24,6 +24,10 @@ QUEUE_UPDATES = Counter(
     "hygiene_queue_updates_total",
     "Owner-queue entry updates stored (stale or repeated ones are not)",
 )
+SNOOZE_LOOKUPS_FAILED = Counter(
+    "hygiene_queue_snooze_lookups_failed_total",
+    "Digest runs or queue reads whose snoozes Redis could not tell (issues left unmarked)",
+)
 DIGESTS = Counter("hygiene_digests_total", "Weekly digests published")
 DIGEST_RUNS = Counter(
     "hygiene_digest_runs_total", "Digest runs of one owner-queue partition", ["outcome"]

@@ -6,7 +6,7 @@ changelog like the opportunities table). The timer only decides when: it
 asks the owner of each partition this worker actively owns to run the due
 period, and the agent, which alone may write the table, runs it once.
 
-``current(owner_id, now_ms)`` is the entry point for ``GET
+``await current(owner_id, now_ms)`` is the entry point for ``GET
 /v1/queues/{owner_id}``; the table is keyed so that Faust's
 ``app.table_route(table=..., match_info="owner_id")`` sends a request to the
 worker that owns the owner's partition.
@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import faust
+from redis.exceptions import RedisError
 
 from processor.alerts.digest_schedule import WEEKDAYS, WeeklySchedule
 from processor.alerts.owner_queue import OwnerQueueRegrouping, OwnerQueues, Publish
+from processor.alerts.queue import SnoozeKey
 from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from processor.settings import Settings
@@ -63,8 +66,10 @@ class OwnerQueueService:
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
         self.schedule = schedule_of(settings)
+        self.snoozes = SnoozeMarks(settings) if settings.alert_policy else None
         self.queues = OwnerQueues(settings.partitions, self.schedule, ruleset_version,
-                                  topics.digests, settings.queue_tombstone_days)
+                                  topics.digests, settings.queue_tombstone_days,
+                                  snoozed=self.snoozes.lookup if self.snoozes else None)
         self.partition_of = Partitioner(settings.partitions)
         self.topic_name: str = self.topic.get_topic_name()
 
@@ -117,13 +122,35 @@ class OwnerQueueService:
             asked += 1
         return asked
 
-    def current(self, owner_id: str, now_ms: int) -> Digest:
+    async def current(self, owner_id: str, now_ms: int) -> Digest:
         """The owner's current hygiene queue (the digest of the current
-        period as it stands at ``now_ms``). Raises QueueUnavailable when this
-        worker does not actively own the owner's partition right now."""
+        period as it stands at ``now_ms``, snoozed issues marked). Raises
+        QueueUnavailable when this worker does not actively own the owner's
+        partition right now."""
         partition = self.partition_of(owner_id)
         if not settled(self.app):
             raise QueueUnavailable(owner_id, partition, "rebalancing or recovering")
         if partition not in active_partitions(self.app, self.topic_name):
             raise QueueUnavailable(owner_id, partition, "owned by another worker")
-        return self.queues.queue(owner_id, partition, self.table, now_ms)
+        (digest,) = await self.queues.marked(
+            [self.queues.queue(owner_id, partition, self.table, now_ms)])
+        return digest
+
+
+class SnoozeMarks:
+    """Which queue issues the owner snoozed, from the alert policy's Redis.
+    Redis down costs the marks, never the digest: a digest without them
+    lists snoozed issues as open, as a worker without the policy does."""
+
+    def __init__(self, settings: Settings) -> None:
+        from processor.alerts.actions import AlertActions
+
+        self.actions = AlertActions.from_settings(settings)
+
+    async def lookup(self, keys: list[SnoozeKey]) -> Mapping[SnoozeKey, int]:
+        try:
+            return await self.actions.snoozed(keys)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("snoozes unknown (Redis: %s); queue issues left unmarked", exc)
+            metrics.SNOOZE_LOOKUPS_FAILED.inc()
+            return {}

@@ -128,7 +128,8 @@ class Api:
         if forwarded is not None:
             return forwarded
         try:
-            return _json(self.worker.owner_queues.current(owner_id, int(time.time() * 1000)))
+            return _json(await self.worker.owner_queues.current(owner_id,
+                                                                int(time.time() * 1000)))
         except QueueUnavailable as exc:
             raise _unavailable(exc.reason) from None
 

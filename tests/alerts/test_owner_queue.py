@@ -269,3 +269,23 @@ def test_a_period_runs_once_per_partition_and_an_emptied_queue_gets_an_empty_dig
     assert orjson.loads(raw)["items"] == []  # the keyed topic must not keep last week's list
     # Past the tombstone retention the owner has nothing left to be told.
     assert owners.run(partition, ms(40), "2026-02-09").published == []
+
+
+def test_a_digest_run_marks_what_the_owner_snoozed_with_one_lookup(rules: RuleSet) -> None:
+    side = StateSide(rules)
+    owners = OwnerSide(rules)
+    asked: list[list[tuple[str, str]]] = []
+
+    async def snoozed(keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        asked.append(keys)
+        return {key: ms(9) for key in keys if key[0] == "006A"}
+
+    owners.queues.snoozed = snoozed
+    owners.deliver(side.send(change(0, opp="006A", **PROPOSAL),
+                             change(0, opp="006B", **{**PROPOSAL, "amount": 90000.0})).on(QUEUES))
+    ((_, raw),) = owners.run(owners.partition_of("005OWNER1"), ms(7), "2026-01-12").on(DIGESTS)
+    digest = Digest.model_validate_json(raw)
+    marks = {i.opportunity_id: {x.snoozed_until is not None for x in i.issues}
+             for i in digest.items}
+    assert marks == {"006A": {True}, "006B": {False}}
+    assert len(asked) == 1 and {opp for opp, _ in asked[0]} == {"006A", "006B"}

@@ -121,6 +121,29 @@ def test_digest_lists_the_biggest_deals_first_with_totals_per_currency() -> None
     json.dumps(message.payload())  # plain JSON, nothing Slack could not take
 
 
+def test_a_digest_leaves_out_what_the_owner_snoozed_until_the_snooze_ends() -> None:
+    from datetime import timedelta
+
+    def snoozed(it: Any, k: int, until: Any) -> Any:
+        issues = list(it.issues)
+        issues[k] = issues[k].model_copy(update={"snoozed_until": until})
+        return it.model_copy(update={"issues": issues})
+
+    later, earlier = NOW + timedelta(days=2), NOW - timedelta(hours=1)
+    items = [snoozed(item(1, 5_000.0), 0, later),                  # its only issue: parked
+             snoozed(item(2, 9_000.0, issues=2), 1, later),        # one of two parked
+             snoozed(item(3, 7_000.0), 0, earlier)]                # the snooze ran out
+    shown = texts(digest_message(digest(items), LINKS, NOW).blocks)
+    assert "Deal 1>" not in shown
+    assert "Deal 2>" in shown and "Add a dated next step (0)." in shown
+    assert "Add a dated next step (1)." not in shown
+    assert "Deal 3>" in shown
+    assert "*2 deals* to fix, *2 issues*, *16K USD* at stake" in shown
+    assert "2 snoozed issues not shown" in shown
+    everything = texts(digest_message(digest([items[0]]), LINKS, NOW).blocks)
+    assert "nothing to fix" in everything and "1 snoozed issue not shown" in everything
+
+
 def test_empty_digest_says_so() -> None:
     message = digest_message(digest([]), LINKS, NOW)
     assert "nothing to fix" in texts(message.blocks)

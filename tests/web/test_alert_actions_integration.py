@@ -59,6 +59,25 @@ def test_snooze_and_ack_are_recorded_and_served(
             assert until <= datetime.now(UTC) + timedelta(hours=48)
             assert [a["action"] for a in body["actions"]] == ["snooze"]
 
+            # The owner's queue still lists the snoozed issue, marked until
+            # the snooze ends (the Slack digest leaves it out until then).
+            def marks() -> dict[str, str | None]:
+                reply = call(worker.port, "GET", "/v1/queues/u-7", headers=AUTH)
+                if reply.status != 200:
+                    return {}
+                return {i["alert_id"]: i.get("snoozed_until")
+                        for item in reply.json()["items"] for i in item["issues"]}
+
+            def both_queued() -> dict[str, str | None] | None:
+                found = marks()
+                return found if first in found and second in found else None
+
+            queued = wait_for(both_queued, 60, "the alerts are in the owner's queue",
+                              explain=worker.log_tail)
+            assert queued[first] is not None
+            assert abs((_when(queued[first]) - until).total_seconds()) < 2
+            assert queued[second] is None
+
             past = post_json(worker.port, f"/v1/alerts/{first}/snooze",
                              {"by": "005REP", "reason": "x", "until": "2020-01-01T00:00:00Z"})
             assert (past.status, past.json()["error"]) == (422, "invalid_action")
