@@ -65,7 +65,8 @@ def rules() -> None:
 def rules_check(path: Path) -> None:
     """Validate a rules file and summarize what it enforces."""
     ruleset = _load_rules(path)
-    console.print(f"[green]ok[/green] {path}: rule-set version {ruleset.version}", markup=True)
+    console.print(f"[green]ok[/green] {path}: rule-set version {ruleset.version}, "
+                  f"dates in {ruleset.timezone}", markup=True)
     for pipeline in ruleset.pipelines:
         stages = " -> ".join(s.name for s in pipeline.stages)
         marker = " (default)" if pipeline is ruleset.default_pipeline else ""

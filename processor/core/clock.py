@@ -8,8 +8,10 @@ There is deliberately no ``now()`` here: callers pass time in.
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 DAY_MS = 86_400_000
 _SEQ_BITS = 20
@@ -63,3 +65,32 @@ def add_days(iso: str, days: int) -> str:
 
 def whole_days(ms: int) -> int:
     return ms // DAY_MS
+
+
+class Days:
+    """Calendar days in the time zone the team works in.
+
+    A close date, a meeting date and "today" are days on the team's calendar:
+    counted in UTC, a deal closing on March 31 in New York would read as past
+    at 8 pm that day. UTC keeps the integer fast path; another zone converts
+    (DST included) and caches each date's start."""
+
+    __slots__ = ("day_start_ms", "iso_day", "zone")
+
+    def __init__(self, zone_name: str = "UTC") -> None:
+        if zone_name == "UTC":
+            self.zone: tzinfo = UTC
+            self.iso_day: Callable[[int], str] = iso_day
+            self.day_start_ms: Callable[[str], int] = day_start_ms
+            return
+        zone = self.zone = ZoneInfo(zone_name)
+
+        def local_iso_day(ms: int) -> str:
+            return datetime.fromtimestamp(ms / 1000, zone).date().isoformat()
+
+        @lru_cache(maxsize=16384)
+        def local_day_start_ms(iso: str) -> int:
+            return to_ms(datetime.fromisoformat(iso).replace(tzinfo=zone))
+
+        self.iso_day = local_iso_day
+        self.day_start_ms = local_day_start_ms

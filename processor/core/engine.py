@@ -13,7 +13,7 @@ from typing import Any
 from processor.core import fields as f
 from processor.core import timeline
 from processor.core.alerts import build_alert, build_close_out, build_resolution
-from processor.core.clock import day_start_ms, from_ms, order_stamp, to_ms
+from processor.core.clock import Days, from_ms, order_stamp, to_ms
 from processor.core.outcome import Outcome
 from processor.rules.checks import (
     ATTRIBUTE_GROUPS,
@@ -83,7 +83,7 @@ class Engine:
                     dirty = None
                 elif dirty is not None and name in groups_of:
                     dirty |= groups_of[name]
-        touched = _merge_bookkeeping(state, change, occurred, stamp, values)
+        touched = _merge_bookkeeping(state, change, occurred, stamp, values, self.rules.days)
         if touched:
             outcome.changed = True
         summary_before = [getattr(state, name) for name in _SUMMARY]
@@ -297,6 +297,7 @@ def _merge_bookkeeping(
     occurred: int,
     stamp: int,
     values: dict[str, Any],
+    days: Days,
 ) -> set[str]:
     """Order-independent aggregates: maxima, minima and sets. Answers which
     attributes moved (high_water_ms too, which no check reads)."""
@@ -304,7 +305,7 @@ def _merge_bookkeeping(
     activity: int | None = occurred if change.op == "activity" else None
     last_day = values.get(f.LAST_ACTIVITY_DATE)
     if isinstance(last_day, str):
-        day_ms = day_start_ms(last_day)
+        day_ms = days.day_start_ms(last_day)
         activity = day_ms if activity is None else max(activity, day_ms)
     if activity is not None and (state.last_activity_ms is None
                                  or activity > state.last_activity_ms):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processor.core import fields as f
-from processor.core.clock import DAY_MS, add_days, day_start_ms, days_between, iso_day
+from processor.core.clock import DAY_MS, add_days, days_between
 from processor.rules.config import Pipeline, RuleSet, Stage
 from processor.rules.gate import check_gate, fields_with_own_rule, rule_applies
 from processor.rules.junk import is_blank
@@ -99,7 +99,7 @@ def _activity(ctx: Context, rules: RuleSet) -> list[Finding]:
         return []
     idle_days = (ctx.now_ms - last) // DAY_MS
     close_out_days = ctx.pipeline.thresholds.close_out.no_activity_days
-    last_day = iso_day(last)
+    last_day = rules.days.iso_day(last)
     if ctx.pipeline.enabled("stale_close_out") and idle_days > close_out_days:
         return [Finding(
             "stale_close_out",
@@ -136,10 +136,11 @@ def _time_in_stage(ctx: Context, rules: RuleSet) -> list[Finding]:
     return [Finding(
         "stale_in_stage",
         f"{days} days in {ctx.stage.name}",
-        f"The deal entered {ctx.stage.name} on {iso_day(entered)}, {days} days ago; the limit "
+        f"The deal entered {ctx.stage.name} on {rules.days.iso_day(entered)}, {days} days ago; "
+        "the limit "
         f"is {limit}.",
         "Advance it if the exit criteria are met, move it back if not, or close it out.",
-        {"days_in_stage": days, "limit_days": limit, "entered": iso_day(entered)},
+        {"days_in_stage": days, "limit_days": limit, "entered": rules.days.iso_day(entered)},
     )]
 
 
@@ -322,13 +323,13 @@ def next_due(state: OpportunityState, rules: RuleSet, now_ms: int) -> int | None
         candidates.append(state.stage_entered_ms + (stage.max_days_in_stage + 1) * DAY_MS)
     close = values.get(f.CLOSE_DATE)
     if isinstance(close, str):
-        close_ms = day_start_ms(close)
+        close_ms = rules.days.day_start_ms(close)
         candidates.append(close_ms + DAY_MS)
         candidates.append(close_ms - t.parked_close_date_days * DAY_MS)
     for name in (f.NEXT_MEETING_DATE, f.NEXT_STEP_DATE):
         due = values.get(name)
         if isinstance(due, str):
-            candidates.append(day_start_ms(due) + DAY_MS)
+            candidates.append(rules.days.day_start_ms(due) + DAY_MS)
     later = [c for c in candidates if c > now_ms]
     return min(later) if later else None
 
@@ -421,7 +422,7 @@ def evaluate(
             found.append(_unknown_stage(raw_stage, pipeline))
     elif not pipeline.stages[position].closed:
         ctx = Context(state, values, pipeline, position, pipeline.stages[position], now_ms,
-                      iso_day(now_ms))
+                      rules.days.iso_day(now_ms))
         for name, (check, _) in CHECKS.items():
             if groups is None or name in groups:
                 found += check(ctx, rules)

@@ -13,10 +13,12 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from processor.core.clock import Days
 from processor.rules.junk import JunkDetector
 from schemas.alerts import Severity
 
@@ -264,6 +266,11 @@ class Pipeline(_Strict):
 
 class RuleSet(_Strict):
     version: str = Field(min_length=1, description="Stamped on every alert.")
+    timezone: str = Field(
+        default="UTC",
+        description="IANA zone of the team's calendar: when a close, meeting or next-step "
+        "date has passed, and which day is today. Moving it shifts those by hours.",
+    )
     junk: JunkPolicy = JunkPolicy()
     forecast_category_aliases: dict[str, ForecastCategory] = Field(default_factory=dict)
     pipelines: list[Pipeline] = Field(min_length=1)
@@ -281,6 +288,20 @@ class RuleSet(_Strict):
         if len(defaults) > 1:
             raise ValueError(f"only one pipeline may be the default; found {defaults}")
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            Days(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "'America/New_York', or 'UTC')") from None
+        return value
+
+    @cached_property
+    def days(self) -> Days:
+        return Days(self.timezone)
 
     @cached_property
     def _pipeline_by_match(self) -> dict[str, Pipeline]:

@@ -239,3 +239,16 @@ def test_next_due_for_parked_close_dates_and_closed_deals() -> None:
     cleared = [m for m in moments if "parked_close_date" not in ENGINE.findings(state, m)]
     assert cleared and "parked_close_date" in ENGINE.findings(state, cleared[0] - 1)
     assert ENGINE.next_due(run(healthy(stage="Closed Won")), ms(0)) is None
+
+
+def test_dates_are_days_on_the_teams_calendar() -> None:
+    """A deal closing on January 7: at 9 pm that day in New York (2 am on the
+    8th in UTC) its close date has passed in UTC, not in New York."""
+    new_york = Engine(default_rules().model_copy(update={"timezone": "America/New_York"}))
+    state = run(healthy(close_date="2026-01-07"))
+    evening = ms(2) + 17 * 3_600_000  # 2026-01-08T02:00Z
+    assert "close_date_past" in ENGINE.findings(state, evening)
+    assert "close_date_past" not in new_york.findings(state, evening)
+    assert "close_date_past" in new_york.findings(state, evening + 4 * 3_600_000)
+    # The sweep comes back when the day ends where the team is.
+    assert new_york.next_due(state, evening) == ms(3) - 9 * 3_600_000 + 5 * 3_600_000

@@ -74,3 +74,12 @@ def test_bad_regex_and_bad_yaml(tmp_path: Path) -> None:
         load_rules(tmp_path / "missing.yaml")
     with pytest.raises(RulesError, match="mapping at the top level"):
         load_rules(write(tmp_path, "- just a list\n"))
+
+
+def test_an_unknown_time_zone_is_named(tmp_path: Path) -> None:
+    data = default_data()
+    data["timezone"] = "Europe/Atlantis"
+    with pytest.raises(RulesError, match=r"timezone: .*unknown time zone 'Europe/Atlantis'"):
+        load_rules(write(tmp_path, data))
+    data["timezone"] = "Europe/Berlin"
+    assert load_rules(write(tmp_path, data)).days.iso_day(0) == "1970-01-01"
