@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_keyfile_password: SecretStr | None = None
 
     # Application
     app_id: str = Field(default="revops-hygiene", description="Consumer group and table prefix.")

@@ -15,9 +15,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
     )
     if settings.kafka_ssl_certfile:
+        password = settings.kafka_ssl_keyfile_password
         context.load_cert_chain(
             str(settings.kafka_ssl_certfile),
             str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            password=password.get_secret_value() if password else None,
         )
     return context
 
