@@ -264,7 +264,9 @@ def _values_of(change: OpportunityChange) -> dict[str, Any]:
         values = dict(change.fields)
         for name in change.nulled_fields:
             values[name] = None
-        if op == "restore":
+        if op == "restore" or change.full:
+            # A change carrying the whole record (a create, an export row)
+            # says the record exists: newer than a delete, it undoes it.
             values[f.DELETED] = False
         return values
     if op in ("delete", "merge"):

@@ -169,6 +169,21 @@ def test_delete_and_restore_are_in_the_history() -> None:
     assert not state.fields.get("_deleted")
 
 
+def test_a_whole_record_newer_than_its_delete_brings_the_deal_back() -> None:
+    """A deal deleted, then listed again by a later export (a full row):
+    it exists. An older full row (a redelivered create) changes nothing."""
+    def whole(days: float) -> OpportunityChange:
+        return change(days, stage="Discovery", event_id="c").model_copy(update={"full": True})
+
+    state, outcomes = run(change(0, stage="Discovery", event_id="a"),
+                          change(1, op="delete", event_id="b"), whole(3))
+    assert [r.transition for r in history(outcomes)] == ["created", "deleted", "restored"]
+    assert not state.fields.get("_deleted")
+    state, _ = run(change(0, stage="Discovery", event_id="a"),
+                   change(2, op="delete", event_id="b"), whole(1))
+    assert state.fields.get("_deleted")
+
+
 def test_skip_and_regression_are_one_off_notices() -> None:
     state, outcomes = run(change(0, stage="Prospecting"), change(1, stage="Proposal"),
                           change(2, stage="Discovery"))
