@@ -155,3 +155,37 @@ def test_a_worker_joining_mid_recovery_leaves_every_key_with_its_owner(
 
     sample = ids[::97]  # overwritten, deleted and untouched keys on every partition
     assert _served(a, sample) == {key: latest[key] for key in sample}
+
+
+def test_a_changelog_ending_in_a_transaction_marker_still_recovers(
+    kafka: Kafka, new_stream: NewStream, new_worker: NewWorker
+) -> None:
+    """A record written to the changelog in a transaction (by an exactly-once
+    tool, or a repair script) ends the partition with a commit marker: an
+    offset that holds no record. Faust waits for it only in its own
+    transaction mode; otherwise recovery never ends and /readyz stays 503."""
+    stream = new_stream()
+    changelog = stream.changelog
+    latest: Latest = {}
+    _write(kafka, changelog, [("opp-plain", 1)], latest)
+    partition = Partitioner(PARTITIONS)("opp-tx")
+
+    async def transactional() -> None:
+        from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
+
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap,
+                                    transactional_id=f"{stream.app_id}-repair")
+        await producer.start()
+        try:
+            async with producer.transaction():
+                await producer.send(changelog, _state("opp-tx", 7, "y"), key=b"opp-tx",
+                                    partition=partition)
+        finally:
+            await producer.stop()
+
+    kafka.run(transactional())
+    latest["opp-tx"] = 7
+
+    worker = new_worker("worker", stream, HYGIENE_API_TOKEN=TOKEN)
+    worker.start().wait_ready(timeout=60)
+    assert _served(worker, ["opp-plain", "opp-tx"]) == latest
