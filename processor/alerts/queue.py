@@ -51,7 +51,7 @@ def queue_item(state: OpportunityState, engine: Engine, now_ms: int) -> QueueIte
         amount=values.get(f.AMOUNT),
         currency=values.get(f.CURRENCY),
         close_date=values.get(f.CLOSE_DATE),
-        manager_id=values.get(f.MANAGER_ID),
+        manager_id=engine.rules.manager_of(values),
         issues=issues,
     )
 

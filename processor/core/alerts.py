@@ -45,7 +45,7 @@ def build_alert(
         pipeline=pipeline.id,
         stage=pipeline.canonical_stage(values.get(f.STAGE)),
         owner_id=values.get(f.OWNER_ID),
-        manager_id=values.get(f.MANAGER_ID),
+        manager_id=rules.manager_of(values),
         amount=values.get(f.AMOUNT),
         currency=values.get(f.CURRENCY),
         close_date=_date(values.get(f.CLOSE_DATE)),

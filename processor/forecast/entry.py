@@ -52,7 +52,7 @@ def entry_of(
 ) -> tuple[str, Entry] | None:
     """(manager id, entry), or None when the opportunity counts nowhere."""
     values = state.fields
-    manager = values.get(f.MANAGER_ID)
+    manager = rules.manager_of(values)
     if not manager or values.get(f.DELETED) or state.merged_into is not None:
         return None
     period = period_of_close_date(values.get(f.CLOSE_DATE), calendar)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from processor.core import fields as f
 from processor.core.clock import Days
 from processor.rules.junk import JunkDetector
 from schemas.alerts import Severity
@@ -277,6 +278,11 @@ class RuleSet(_Strict):
     field_mapping: dict[Literal["salesforce", "hubspot", "generic", "bulk"], dict[str, str]] = (
         Field(default_factory=dict)
     )
+    owner_managers: dict[str, str] = Field(
+        default_factory=dict,
+        description="CRM owner id -> manager id, for deals whose manager field is empty: "
+        "Salesforce change events never carry a formula or a lookup through the owner.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RuleSet:
@@ -315,6 +321,14 @@ class RuleSet(_Strict):
     @cached_property
     def default_pipeline(self) -> Pipeline:
         return next((p for p in self.pipelines if p.default), self.pipelines[0])
+
+    def manager_of(self, values: Mapping[str, Any]) -> str | None:
+        """The deal's manager: its own field, else the owner's in ``owner_managers``."""
+        manager = values.get(f.MANAGER_ID)
+        if manager:
+            return str(manager)
+        owner = values.get(f.OWNER_ID)
+        return self.owner_managers.get(owner) if isinstance(owner, str) else None
 
     def pipeline_for(self, value: str | None) -> Pipeline:
         if value is None:

@@ -256,3 +256,17 @@ def test_a_change_to_one_input_re_evaluates_the_rule_that_reads_it(
     state, outcome = ENGINE.apply(state, change(2, **fix))
     assert rule_id not in state.open_alerts
     assert [r.rule_id for r in outcome.alerts if isinstance(r, Resolution)] == [rule_id]
+
+
+def test_a_deal_without_a_manager_field_gets_its_owners_manager_from_the_rules() -> None:
+    from processor.forecast.entry import entry_of
+    from processor.forecast.fiscal import FiscalCalendar
+
+    rules = default_rules().model_copy(update={"owner_managers": {"005OWNER1": "005MGR9"}})
+    engine = Engine(rules)
+    fields = {k: v for k, v in HEALTHY_NEGOTIATION.items() if k != "manager_id"}
+    state, outcome = engine.apply(None, change(0, **{**fields, "close_date": "2026-03-31",
+                                                     "next_step": "tbd"}))
+    assert outcome.alerts and {a.manager_id for a in outcome.alerts} == {"005MGR9"}
+    found = entry_of(state, rules, FiscalCalendar(1))
+    assert found is not None and found[0] == "005MGR9"

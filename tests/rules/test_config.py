@@ -83,3 +83,15 @@ def test_an_unknown_time_zone_is_named(tmp_path: Path) -> None:
         load_rules(write(tmp_path, data))
     data["timezone"] = "Europe/Berlin"
     assert load_rules(write(tmp_path, data)).days.iso_day(0) == "1970-01-01"
+
+
+def test_owner_managers_fill_in_a_missing_manager(tmp_path: Path) -> None:
+    data = default_data()
+    data["owner_managers"] = {"005REP1": "005MGR9"}
+    rules = load_rules(write(tmp_path, data))
+    assert rules.manager_of({"owner_id": "005REP1"}) == "005MGR9"
+    assert rules.manager_of({"owner_id": "005REP1", "manager_id": "005OWN"}) == "005OWN"
+    assert rules.manager_of({"owner_id": "005OTHER"}) is None
+    data["owner_managers"] = {"005REP1": 7}
+    with pytest.raises(RulesError, match=r"owner_managers\.005REP1"):
+        load_rules(write(tmp_path, data))
