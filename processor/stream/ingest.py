@@ -142,14 +142,17 @@ class Ingest:
         for partition, changes in by_partition.items():
             for chunk in chunked(changes):
                 pending.append(await producer.send(topics.changes, chunk, partition=partition))
-        # Dead letters one at a time (they are rare): one the topic refuses
-        # as too large is sent again with less of its original.
-        for reject, tp, record in rejected:
-            async def send(value: bytes, key: bytes | None = record.key) -> None:
-                await (await producer.send(topics.dead_letter, value, key=key))
+        # Dead letters go out together with the changes (one round trip for
+        # the batch, however many inputs were bad); one the topic refuses as
+        # too large is sent again with less of its original.
+        def letter(reject: Reject, tp: Any, record: Any) -> Awaitable[None]:
+            async def send(value: bytes) -> None:
+                await (await producer.send(topics.dead_letter, value, key=record.key))
 
-            await send_dead_letter(send, partial(dead_letter, reject, tp.topic, tp.partition,
-                                                 record.offset, record.key))
+            return send_dead_letter(send, partial(dead_letter, reject, tp.topic, tp.partition,
+                                                  record.offset, record.key))
+
+        pending.extend(letter(*rejected_input) for rejected_input in rejected)
         if pending:
             await asyncio.gather(*pending)
         metrics.INPUT_MESSAGES.inc(messages)  # counted once, when the batch went through
