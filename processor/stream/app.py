@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from processor.alerts.actions import AlertActions
 from processor.alerts.shell import AlertPolicy
 from processor.core.engine import Engine
 from processor.rules.config import RuleSet, load_rules
@@ -93,7 +94,9 @@ class Worker:
         # codecs keep Faust from encoding them a second time.
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
-        self.owner_queues = OwnerQueueService(app, settings, self.rules.version)
+        # Snooze, ack and status for the API; snooze marks for the queues.
+        self.actions = AlertActions.from_settings(settings) if settings.alert_policy else None
+        self.owner_queues = OwnerQueueService(app, settings, self.rules.version, self.actions)
         self.rollups = RollupService(app, settings)
         engine = Engine(self.rules)
         self.processor = StateProcessor(

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import faust
 from redis.exceptions import RedisError
 
+from processor.alerts.actions import AlertActions
 from processor.alerts.digest_schedule import WEEKDAYS, WeeklySchedule
 from processor.alerts.owner_queue import OwnerQueueRegrouping, OwnerQueues, Publish
 from processor.alerts.queue import SnoozeKey
@@ -55,7 +56,8 @@ class QueueUnavailable(Exception):
 
 
 class OwnerQueueService:
-    def __init__(self, app: faust.App, settings: Settings, ruleset_version: str) -> None:
+    def __init__(self, app: faust.App, settings: Settings, ruleset_version: str,
+                 actions: AlertActions | None = None) -> None:
         self.app = app
         self.settings = settings
         topics = settings.topics
@@ -66,7 +68,7 @@ class OwnerQueueService:
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
         self.schedule = schedule_of(settings)
-        self.snoozes = SnoozeMarks(settings) if settings.alert_policy else None
+        self.snoozes = SnoozeMarks(actions) if actions is not None else None
         self.queues = OwnerQueues(settings.partitions, self.schedule, ruleset_version,
                                   topics.digests, settings.queue_tombstone_days,
                                   snoozed=self.snoozes.lookup if self.snoozes else None)
@@ -142,10 +144,8 @@ class SnoozeMarks:
     Redis down costs the marks, never the digest: a digest without them
     lists snoozed issues as open, as a worker without the policy does."""
 
-    def __init__(self, settings: Settings) -> None:
-        from processor.alerts.actions import AlertActions
-
-        self.actions = AlertActions.from_settings(settings)
+    def __init__(self, actions: AlertActions) -> None:
+        self.actions = actions
 
     async def lookup(self, keys: list[SnoozeKey]) -> Mapping[SnoozeKey, int]:
         try:

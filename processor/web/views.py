@@ -15,7 +15,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from processor.alerts.actions import AlertActions
 from processor.forecast.overrides import OverrideRefused
 from processor.sources.mapping import CoercionError
 from processor.stream.owner_queues import QueueUnavailable
@@ -64,10 +63,7 @@ class Api:
                                settings.api_forward_timeout_seconds)
         self.opportunities = Placement(settings.topics.changes, TABLE_NAME)
         self.owner_queues = Placement(worker.owner_queues.topic_name, OWNER_QUEUE_TABLE)
-        self.alerts = AlertRoutes(
-            AlertActions.from_settings(settings) if settings.alert_policy else None,
-            self.max_body,
-        )
+        self.alerts = AlertRoutes(worker.actions, self.max_body)
         self.openapi = orjson.dumps(document())
 
     def stored(self, opportunity_id: str) -> OpportunityState | None:

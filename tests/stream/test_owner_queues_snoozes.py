@@ -8,6 +8,7 @@ import socket
 import pytest
 from prometheus_client import REGISTRY
 
+from processor.alerts.actions import AlertActions
 from processor.settings import Settings
 from processor.stream.owner_queues import SnoozeMarks
 
@@ -20,7 +21,7 @@ def _closed_port() -> int:
 
 def test_redis_unreachable_leaves_issues_unmarked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYGIENE_REDIS_URL", f"redis://127.0.0.1:{_closed_port()}/0")
-    marks = SnoozeMarks(Settings())
+    marks = SnoozeMarks(AlertActions.from_settings(Settings()))
     name = "hygiene_queue_snooze_lookups_failed_total"
     before = REGISTRY.get_sample_value(name) or 0.0
 
