@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 from pydantic import Field
@@ -61,3 +62,13 @@ class Digest(Record):
         default_factory=dict,
         description=f"The same sum per currency code ({NO_CURRENCY!r}: currency unknown).")
     items: list[QueueItem]
+
+
+def amounts_by_currency(items: Iterable[QueueItem]) -> dict[str | None, float]:
+    """The items' known amounts summed per currency (None: currency unknown),
+    never across currencies: the digest's totals and a notifier's alike."""
+    sums: dict[str | None, float] = {}
+    for item in items:
+        if item.amount is not None:
+            sums[item.currency] = sums.get(item.currency, 0.0) + item.amount
+    return sums

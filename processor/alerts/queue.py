@@ -19,7 +19,7 @@ from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from schemas import Digest, OpportunityState, QueueIssue, QueueItem
 from schemas.alerts import SEVERITY_RANK
-from schemas.digest import NO_CURRENCY
+from schemas.digest import NO_CURRENCY, amounts_by_currency
 
 
 def queue_item(state: OpportunityState, engine: Engine, now_ms: int) -> QueueItem | None:
@@ -83,10 +83,9 @@ def digest_of(
 ) -> Digest:
     ranked = rank(items)
     by_currency: dict[str, float] = {}
-    for item in ranked:
-        if item.amount is not None:
-            code = item.currency or NO_CURRENCY
-            by_currency[code] = by_currency.get(code, 0.0) + item.amount
+    for code, total in amounts_by_currency(ranked).items():
+        key = code or NO_CURRENCY  # None and "" alike: currency unknown
+        by_currency[key] = by_currency.get(key, 0.0) + total
     return Digest(
         owner_id=owner_id,
         manager_id=_usual_manager(ranked),

@@ -9,7 +9,6 @@ shortening, so a long fix text can never make Slack reject the message.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -17,6 +16,7 @@ from typing import Any
 
 from processor.notify.links import CrmLink, CrmLinks
 from schemas import Alert, Digest, QueueItem, Resolution
+from schemas.digest import amounts_by_currency
 
 Block = dict[str, Any]
 
@@ -284,10 +284,7 @@ def _digest_item(n: int, item: QueueItem, links: CrmLinks, now: datetime) -> Blo
 
 def _totals(items: Iterable[QueueItem]) -> str:
     """Amounts summed per currency: adding euros to dollars would be a lie."""
-    by_currency: dict[str | None, float] = defaultdict(float)
-    for item in items:
-        if item.amount is not None:
-            by_currency[item.currency] += item.amount
+    by_currency = amounts_by_currency(items)
     if not by_currency:
         return "no amount"
     ordered = sorted(by_currency.items(), key=lambda kv: -kv[1])
