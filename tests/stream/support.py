@@ -753,3 +753,17 @@ def diff(left: Mapping[str, Any], right: Mapping[str, Any], limit: int = 5) -> s
     lines += [f"  {k}: stream={left[k]!r}\n  {' ' * len(k)}  oracle={right[k]!r}"
               for k in changed[:limit]]
     return "\n".join(lines)
+
+
+def assert_same_as_replay(
+    kafka: Kafka, stream: Stream, oracle: ReplayResult
+) -> tuple[list[StageHistoryRecord], list[Alert | Resolution]]:
+    """The stream published what the replay of the same inputs does: the
+    latest version of every stage-history record, and every alert and
+    resolution. Returns what it read, for further checks."""
+    history = history_records(kafka.read(stream.history))
+    alerts = alert_records(kafka.read(stream.alerts))
+    assert last_by_id(history) == last_by_id(oracle.history)
+    stream_alerts, oracle_alerts = alerts_by_id(alerts), alerts_by_id(oracle.alerts)
+    assert stream_alerts == oracle_alerts, diff(stream_alerts, oracle_alerts)
+    return history, alerts

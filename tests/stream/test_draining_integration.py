@@ -20,13 +20,9 @@ from .conftest import NewStream, NewWorker
 from .support import (
     PARTITIONS,
     Kafka,
-    alert_records,
-    alerts_by_id,
+    assert_same_as_replay,
     dead_letters,
-    diff,
-    history_records,
     keyed,
-    last_by_id,
     replay,
 )
 from .test_stream_integration import DAYS, START, drain
@@ -63,11 +59,7 @@ def test_a_backlog_is_handled_in_units_with_the_replays_results(
     worker = new_worker("worker", stream).start().wait_ready()
     drain(stream, kafka, worker)
 
-    history = history_records(kafka.read(stream.history))
-    alerts = alert_records(kafka.read(stream.alerts))
-    assert last_by_id(history) == last_by_id(oracle.history)
-    stream_alerts, oracle_alerts = alerts_by_id(alerts), alerts_by_id(oracle.alerts)
-    assert stream_alerts == oracle_alerts, diff(stream_alerts, oracle_alerts)
+    assert_same_as_replay(kafka, stream, oracle)
     [letter] = dead_letters(kafka.read(stream.dead_letter))
     assert letter.original_value() == foreign and letter.partition == 2
 
