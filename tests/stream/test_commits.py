@@ -66,22 +66,29 @@ def test_without_a_known_start_faust_rules_apply() -> None:
     assert consumer._new_offset(TP0) == 5
 
 
-def test_a_hole_that_stays_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commits, "HEAL_AFTER_SECONDS", 0.0)
+def _on_a_broker(earliest: int) -> tuple[Any, list[tuple[TP, int]]]:
+    """A consumer whose broker calls (seek, earliest offsets, assignment)
+    answer as a broker whose log starts at ``earliest``; the seeks are kept."""
+    consumer = _consumer()
     seeks: list[tuple[TP, int]] = []
 
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, earliest)
+
+    consumer.seek = seek
+    consumer.earliest_offsets = earliest_offsets
+    consumer.assignment = lambda: {TP0}
+    return consumer, seeks
+
+
+def test_a_hole_that_stays_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commits, "HEAL_AFTER_SECONDS", 0.0)
+
     async def run() -> None:
-        consumer = _consumer()
-
-        async def seek(tp: TP, offset: int) -> None:
-            seeks.append((tp, offset))
-
-        async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-            return {tp: 0 for tp in tps}
-
-        consumer.seek = seek
-        consumer.earliest_offsets = earliest_offsets
-        consumer.assignment = lambda: {TP0}
+        consumer, seeks = _on_a_broker(earliest=0)
         consumer._committed_offset[TP0] = 5
         _ack(consumer, 7, 8)
         assert consumer._new_offset(TP0) is None  # first seen: only noted
@@ -97,18 +104,7 @@ def test_a_hole_retention_deleted_is_skipped(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(commits, "HEAL_AFTER_SECONDS", 0.0)
 
     async def run() -> None:
-        consumer = _consumer()
-        seeks: list[int] = []
-
-        async def seek(tp: TP, offset: int) -> None:
-            seeks.append(offset)
-
-        async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-            return {tp: 7 for tp in tps}  # 5 and 6 are gone
-
-        consumer.seek = seek
-        consumer.earliest_offsets = earliest_offsets
-        consumer.assignment = lambda: {TP0}
+        consumer, seeks = _on_a_broker(earliest=7)  # 5 and 6 are gone
         consumer._committed_offset[TP0] = 5
         _ack(consumer, 7, 8)
         consumer._new_offset(TP0)
