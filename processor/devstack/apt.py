@@ -14,7 +14,7 @@ import threading
 
 from processor.devstack._proc import log
 
-__all__ = ["apt_install"]
+__all__ = ["apt_install", "which_or_install"]
 
 _lock = threading.Lock()
 _tried: set[str] = set()
@@ -41,3 +41,13 @@ def apt_install(package: str) -> None:
             )
             if result.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def which_or_install(binary: str, package: str) -> str | None:
+    """The path of ``binary``, installing Debian's ``package`` first when it
+    is missing (see ``apt_install``); None when it is still missing."""
+    found = shutil.which(binary)
+    if found is None:
+        apt_install(package)
+        found = shutil.which(binary)
+    return found

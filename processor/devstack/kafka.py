@@ -41,7 +41,7 @@ from processor.devstack._proc import (
     spawn,
     tail,
 )
-from processor.devstack.apt import apt_install
+from processor.devstack.apt import which_or_install
 from processor.devstack.maven import cache_root, fetch_jars
 from processor.devstack.server import LocalServer
 
@@ -126,11 +126,7 @@ def java_binary() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        # Nothing installed by hand: Debian's Java 17 runtime, as redis-server is.
-        apt_install(JAVA_PACKAGE)
-        java = shutil.which("java")
+    java = which_or_install("java", JAVA_PACKAGE)  # nothing installed by hand
     if java is None:
         raise RuntimeError("a JDK/JRE 17+ (java) is needed to run the local Kafka broker "
                            f"(Debian: apt-get install {JAVA_PACKAGE})")

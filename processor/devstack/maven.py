@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from processor.devstack._proc import log, tail
-from processor.devstack.apt import apt_install
+from processor.devstack.apt import which_or_install
 
 __all__ = ["DEPENDENCY_PLUGIN", "cache_root", "fetch_jars", "jars_ready"]
 
@@ -60,10 +60,7 @@ def fetch_jars(
     """
     if jars_ready(dest):
         return dest
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        apt_install("maven")  # nothing installed by hand (Debian's, once)
-        mvn = shutil.which("mvn")
+    mvn = which_or_install("mvn", "maven")  # nothing installed by hand
     if mvn is None:
         raise RuntimeError(f"Maven (mvn) is needed once to fetch {what}; install maven")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,12 @@ the life cycle every local server shares (``processor.devstack.server``).
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import redis
 
 from processor.devstack._proc import free_port, log, spawn, tail
-from processor.devstack.apt import apt_install
+from processor.devstack.apt import which_or_install
 from processor.devstack.server import LocalServer
 
 __all__ = ["LocalRedis", "find_redis_server"]
@@ -22,11 +21,7 @@ __all__ = ["LocalRedis", "find_redis_server"]
 
 def find_redis_server() -> str:
     """Install Debian's redis-server on demand, since fresh CI machines lack it."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    apt_install("redis-server")
-    found = shutil.which("redis-server")
+    found = which_or_install("redis-server", "redis-server")
     if found is None:
         raise RuntimeError(
             "redis-server is not installed; install it (Debian: apt-get install redis-server) "

@@ -96,11 +96,10 @@ def test_a_machine_without_java_or_maven_gets_them_from_debian(
 ) -> None:
     """Nothing installed by hand: a missing ``java`` or ``mvn`` is asked of
     apt (here recorded, not run), and still missing gives a clear error."""
-    from processor.devstack import kafka, maven
+    from processor.devstack import apt, kafka, maven
 
     asked: list[str] = []
-    monkeypatch.setattr(kafka, "apt_install", asked.append)
-    monkeypatch.setattr(maven, "apt_install", asked.append)
+    monkeypatch.setattr(apt, "apt_install", asked.append)
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
     with pytest.raises(RuntimeError, match="apt-get install openjdk-17-jre-headless"):
