@@ -90,16 +90,13 @@ def generate(args: argparse.Namespace) -> tuple[list[bytes], list[str], int]:
 
 def produce(bootstrap: str, topic: str, events: list[bytes], keys: list[str]) -> None:
     from processor.settings import Settings
-    from processor.simulate import Delivery
-    from processor.stream.produce import produce_deliveries
+    from processor.stream.produce import produce as produce_messages
 
     started = time.perf_counter()
-    now = datetime.now(UTC)
     count = asyncio.run(
-        produce_deliveries(
+        produce_messages(
             Settings(kafka_bootstrap=bootstrap),
-            topic,
-            (Delivery(now, k, e) for k, e in zip(keys, events, strict=True)),
+            ((topic, k.encode(), e) for k, e in zip(keys, events, strict=True)),
         )
     )
     log(f"produced {count:,} messages into {topic} in {time.perf_counter() - started:.1f}s")

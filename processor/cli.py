@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -228,11 +229,12 @@ def simulate(
     if to_broker:
         import asyncio
 
-        from processor.stream.produce import produce_deliveries
+        from processor.stream.produce import produce
 
         settings = Settings()
         topic = settings.topics.inputs[0]
-        count = asyncio.run(produce_deliveries(settings, topic, deliveries, console))
+        messages = ((topic, d.key.encode(), d.payload) for d in deliveries)
+        count = asyncio.run(produce(settings, messages, console))
         console.print(f"produced {count} messages for {opportunities} opportunities to "
                       f"{topic} at {settings.kafka_bootstrap}", highlight=False)
         return
@@ -254,6 +256,78 @@ def simulate(
         f"problems) to {out_path}; as of {as_of_for(first, days):%Y-%m-%d}",
         highlight=False,
     )
+
+
+# ---- publish -----------------------------------------------------------------
+@main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--export", "exports", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A bulk export in JSON lines (one opportunity a row; repeatable). "
+                   "CSV inputs are always read as exports.")
+@click.option("--export-id", help="The export's id (default: the file's name); one export only.")
+@click.option("--exported-at", help="When the exports were taken, ISO-8601 "
+                                    "(default: when each file was written).")
+@click.option("--topic", help="Input topic to publish to (default: the first of "
+                              "HYGIENE_TOPIC_INPUTS).")
+def publish(
+    inputs: tuple[Path, ...],
+    exports: tuple[Path, ...],
+    export_id: str | None,
+    exported_at: str | None,
+    topic: str | None,
+) -> None:
+    """Publish recorded CRM events and bulk exports to the stream's input
+    topic (HYGIENE_KAFKA_BOOTSTRAP), so that workers process them as live
+    traffic. Everything goes, in the order replay reads it, to one partition
+    (keyed by the first file's name): the stream then raises the same alerts
+    on the way as the replay of the same files, not only the same end state.
+    Rows the file itself cannot give (broken CSV) go to the dead-letter
+    topic."""
+    import asyncio
+
+    from processor.sources import recorded
+    from processor.stream.produce import produce
+    from schemas import DeadLetter
+
+    files = [(path, False) for path in inputs] + [(path, True) for path in exports]
+    if not files:
+        raise click.UsageError("give at least one input file (or --export FILE)")
+    export_files = [path for path, flagged in files if recorded.is_export(path, flagged)]
+    if export_id is not None and len(export_files) != 1:
+        raise click.UsageError("--export-id names one export; give exactly one export file")
+    taken_at = _parse_time(exported_at)
+    settings = Settings()
+    target = topic or settings.topics.inputs[0]
+    dead_letter = settings.topics.dead_letter
+    now = datetime.now(UTC)
+    key = files[0][0].name.encode()
+    counts: Counter[str] = Counter()
+
+    def outgoing() -> Iterator[tuple[str, bytes | None, bytes]]:
+        for path, flagged in files:
+            export = recorded.is_export(path, flagged)
+            for line, item in recorded.messages(path, export=flagged, export_id=export_id,
+                                                exported_at=taken_at):
+                if isinstance(item, bytes):
+                    counts["rows" if export else "events"] += 1
+                    yield target, key, item
+                else:
+                    counts["dead"] += 1
+                    letter = DeadLetter.of(item.reason, item.error, source=str(path),
+                                           original=item.raw, received_at=now, offset=line)
+                    yield dead_letter, None, letter.model_dump_json().encode()
+
+    asyncio.run(produce(settings, outgoing(), console))
+    parts = [_plural(counts["events"], "event")] if counts["events"] or not export_files else []
+    if export_files:
+        parts.append(f"{_plural(counts['rows'], 'export row')} from "
+                     f"{_plural(len(export_files), 'export')}")
+    console.print(f"published {' and '.join(parts)} to {target} at {settings.kafka_bootstrap}",
+                  highlight=False)
+    if counts["dead"]:
+        console.print(f"[yellow]{_plural(counts['dead'], 'unreadable row')} sent to "
+                      f"{dead_letter}[/yellow]", highlight=False)
 
 
 def _format(fmt: str) -> Format:

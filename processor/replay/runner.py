@@ -7,9 +7,9 @@ independent of that order, so mixed or unsorted files are fine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from processor.core.clock import to_ms
@@ -17,7 +17,7 @@ from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.replay.sinks import NullSink, Sink
 from processor.rules.config import RuleSet
-from processor.sources import bulk
+from processor.sources import bulk, recorded
 from processor.sources.base import Reject
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
@@ -107,26 +107,22 @@ class Replay:
         export: bool = False,
     ) -> None:
         """JSON lines (one message a line, any supported format, mixed), or a
-        bulk export: a CSV file always; a JSON-lines file when ``export``
-        says so, since its rows (one opportunity each) look like nothing
-        else a message can be."""
+        bulk export (see ``recorded.is_export``)."""
         self.result.inputs.append(str(path))
-        if export or path.suffix.lower() == ".csv":
+        if recorded.is_export(path, export):
             self._feed_export(path, on_progress)
             return
-        for line_number, raw in _lines(path):
-            if raw.strip():
-                self.feed(raw, str(path), line_number)
+        for line_number, raw in recorded.lines(path):
+            self.feed(raw, str(path), line_number)
             if on_progress:
                 on_progress(len(raw) + 1)
 
     def _feed_export(self, path: Path, on_progress: Callable[[int], None] | None) -> None:
         """Each row becomes a full upsert stamped with the file's time, which
         the engine merges with what it holds field by field (newer wins)."""
-        exported_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        read = bulk.read_csv_changes if path.suffix.lower() == ".csv" else bulk.read_jsonl_changes
-        for line, row_bytes, change_or_reject in read(
-            path, export_id=path.stem, exported_at=exported_at, mappings=self.mappings
+        export_id, exported_at = bulk.identity(path)
+        for line, row_bytes, change_or_reject in bulk.read_changes(
+            path, export_id=export_id, exported_at=exported_at, mappings=self.mappings
         ):
             self.result.messages += 1
             if isinstance(change_or_reject, Reject):
@@ -171,8 +167,3 @@ class Replay:
         self.sink.emit("dead_letters", record)
         self.result.dead_letters.append(record)
 
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            yield number, line.rstrip(b"\r\n")

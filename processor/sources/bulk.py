@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,6 +59,8 @@ _BOM: Final = b"\xef\xbb\xbf"
 Row = dict[str, Any]
 Line = tuple[int, Row | Reject]
 """(line number, the row or why it could not be read)."""
+RawRow = tuple[int, bytes, Row | Reject]
+"""(line number, the row's original bytes, the row or why it could not be read)."""
 
 
 class RowEnvelope(TypedDict):
@@ -177,27 +179,38 @@ def read_jsonl(path: str | Path) -> Iterator[Line]:
         yield line, item
 
 
-def read_csv_changes(
-    path: str | Path,
-    *,
-    export_id: str,
-    exported_at: datetime,
-    mappings: FieldMappings,
-    encoding: str = "utf-8",
-) -> Iterator[tuple[int, bytes, OpportunityChange | Reject]]:
-    """Each row of a CSV export with its original bytes, normalized."""
-    return changes(_csv_rows(Path(path), encoding), export_id, exported_at, mappings)
+def read_rows(path: str | Path, *, encoding: str = "utf-8") -> Iterator[RawRow]:
+    """Each row of an export file with its line and original bytes: CSV when
+    the name ends in .csv, JSON lines otherwise."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return _csv_rows(path, encoding)
+    return _jsonl_rows(path)
 
 
-def read_jsonl_changes(
+def identity(path: str | Path) -> tuple[str, datetime]:
+    """An export file's id and time when nobody gives them: its name and
+    when it was written. Replay and publish agree on this, so a file
+    published to the stream ends where its replay does."""
+    path = Path(path)
+    return path.stem, datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+
+
+def read_changes(
     path: str | Path, *, export_id: str, exported_at: datetime, mappings: FieldMappings
 ) -> Iterator[tuple[int, bytes, OpportunityChange | Reject]]:
-    """Each row of a JSON-lines export with its original bytes, normalized."""
-    return changes(_jsonl_rows(Path(path)), export_id, exported_at, mappings)
+    """Each row of an export file with its original bytes, normalized."""
+    return changes(read_rows(path), export_id, exported_at, mappings)
+
+
+def row_message(row: Row, *, export_id: str, exported_at: datetime) -> bytes:
+    """One row in its Kafka form (``RowEnvelope``)."""
+    return orjson.dumps({"export_id": export_id, "exported_at": exported_at, "row": row})
+
 
 
 def changes(
-    rows: Iterable[tuple[int, bytes, Row | Reject]],
+    rows: Iterable[RawRow],
     export_id: str,
     exported_at: datetime,
     mappings: FieldMappings,
@@ -216,7 +229,7 @@ def changes(
             yield line, raw, change
 
 
-def _csv_rows(path: Path, encoding: str) -> Iterator[tuple[int, bytes, Row | Reject]]:
+def _csv_rows(path: Path, encoding: str) -> Iterator[RawRow]:
     """Reads bytes and decodes line by line, so that the original bytes of
     every row are at hand and one badly encoded row rejects only itself."""
     with path.open("rb") as handle:
@@ -289,7 +302,7 @@ def _header_problem(header: list[str]) -> str | None:
     return None
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, bytes, Row | Reject]]:
+def _jsonl_rows(path: Path) -> Iterator[RawRow]:
     with path.open("rb") as handle:
         for line, text in enumerate(handle, start=1):
             raw = text.rstrip(b"\r\n")

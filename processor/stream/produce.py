@@ -1,4 +1,5 @@
-"""Producing simulated traffic into an input topic (``simulate --to-broker``)."""
+"""Producing into the stream's topics from the command line (``simulate
+--to-broker``, ``publish``)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from processor.settings import Settings
-from processor.simulate import Delivery
 from processor.stream.kafka import aiokafka_options
 
+Outgoing = tuple[str, bytes | None, bytes]
+"""(topic, key, value)."""
 
-async def produce_deliveries(
-    settings: Settings, topic: str, deliveries: Iterable[Delivery], console: Console | None = None
+WINDOW = 5000
+"""Sends in flight before waiting for their acknowledgements: enough to keep
+the producer's batches full, bounded so a slow broker cannot fill memory."""
+
+
+async def produce(
+    settings: Settings, messages: Iterable[Outgoing], console: Console | None = None
 ) -> int:
-    """Sends each delivery keyed by its opportunity id, in windows of
-    unawaited sends, and returns once every message is acknowledged."""
+    """Sends every message in order, in windows of unawaited sends, and
+    returns once every one is acknowledged (acks=all): when the command says
+    it published, the broker holds it."""
     producer = AIOKafkaProducer(acks="all", linger_ms=10, max_batch_size=1_048_576,
                                 **aiokafka_options(settings))
     await producer.start()
@@ -30,11 +38,10 @@ async def produce_deliveries(
                       TextColumn("{task.completed} messages"), console=console,
                       disable=console is None, transient=True) as progress:
             task = progress.add_task("", total=None)
-            for delivery in deliveries:
-                pending.append(await producer.send(topic, delivery.payload,
-                                                   key=delivery.key.encode()))
+            for topic, key, value in messages:
+                pending.append(await producer.send(topic, value, key=key))
                 count += 1
-                if len(pending) >= 5000:
+                if len(pending) >= WINDOW:
                     await asyncio.gather(*pending)
                     pending.clear()
                     progress.update(task, completed=count)

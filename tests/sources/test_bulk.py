@@ -193,9 +193,9 @@ def test_read_csv_yields_rows_and_rejects_with_line_numbers() -> None:
     ]
 
 
-def test_read_csv_changes_keeps_the_original_bytes_of_each_row() -> None:
+def test_read_changes_of_a_csv_keeps_the_original_bytes_of_each_row() -> None:
     results = list(
-        bulk.read_csv_changes(
+        bulk.read_changes(
             PAYLOADS / "bulk_export.csv",
             export_id="e1",
             exported_at=EXPORTED,
@@ -272,9 +272,9 @@ def test_read_jsonl() -> None:
     assert items[4] == (6, {"hs_object_id": 18420399300, "dealname": "Gone", "archived": "true"})
 
 
-def test_read_jsonl_changes() -> None:
+def test_read_changes_of_json_lines() -> None:
     results = list(
-        bulk.read_jsonl_changes(
+        bulk.read_changes(
             PAYLOADS / "bulk_export.jsonl",
             export_id="e1",
             exported_at=EXPORTED,

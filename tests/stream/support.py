@@ -443,6 +443,18 @@ class Stream:
 # ---- worker processes ----------------------------------------------------------
 
 
+DRAIN_TIMEOUT = 90.0
+
+
+def drain(stream: Stream, kafka: Kafka, *workers: WorkerProcess,
+          timeout: float = DRAIN_TIMEOUT) -> None:
+    """Waits until every input is routed and every change applied, with its
+    outputs acknowledged (both consumer groups committed their topics' ends)."""
+    wait_for(lambda: stream.drained(kafka), timeout, f"{stream.app_id} drained",
+             interval=0.25, explain=lambda: "\n".join(w.log_tail() for w in workers))
+
+
+
 class WorkerProcess:
     """``python -m processor.cli worker`` with an explicit environment
     (another ``hygiene`` command by overriding ``command``)."""

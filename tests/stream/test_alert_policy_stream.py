@@ -24,7 +24,13 @@ from processor.simulate import simulate
 from schemas import Alert, AlertStatus, Resolution
 
 from .conftest import NewStream, NewWorker
-from .support import Kafka, Stream, WorkerProcess, alert_records, keyed, replay, wait_for
+from .support import (
+    Kafka,
+    alert_records,
+    drain,
+    keyed,
+    replay,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +48,6 @@ def policy_env(redis_url: str, prefix: str, **settings: str) -> dict[str, str]:
         "HYGIENE_ALERT_DAILY_BUDGET": "1000000",
         **settings,
     }
-
-
-def drain(stream: Stream, kafka: Kafka, *workers: WorkerProcess) -> None:
-    wait_for(lambda: stream.drained(kafka), DRAIN_TIMEOUT, f"{stream.app_id} drained",
-             interval=0.25, explain=lambda: "\n".join(w.log_tail() for w in workers))
 
 
 def statuses(redis_url: str, prefix: str, ids: set[str]) -> dict[str, AlertStatus]:
@@ -93,8 +94,8 @@ def test_two_workers_sharing_the_policy_publish_each_alert_once(
     a.wait_ready()
     b.wait_ready()
     kafka.produce(first.input, messages)
-    drain(first, kafka, a, b)
-    drain(second, kafka, a, b)
+    drain(first, kafka, a, b, timeout=DRAIN_TIMEOUT)
+    drain(second, kafka, a, b, timeout=DRAIN_TIMEOUT)
 
     published = [r for s in (first, second) for r in alert_records(kafka.read(s.alerts))]
     alerts = [r for r in published if isinstance(r, Alert)]
@@ -135,7 +136,7 @@ def test_over_the_daily_budget_alerts_are_published_for_the_digest(
     worker = new_worker("worker", stream).start().wait_ready()
     started = datetime.now(UTC).date()
     kafka.produce(stream.input, messages)
-    drain(stream, kafka, worker)
+    drain(stream, kafka, worker, timeout=DRAIN_TIMEOUT)
     days = {started, datetime.now(UTC).date()}
 
     alerts = [r for r in alert_records(kafka.read(stream.alerts)) if isinstance(r, Alert)]
@@ -184,14 +185,14 @@ def test_redis_stopped_and_restarted_mid_stream(
             return [r for r in alert_records(fresh) if isinstance(r, Alert)]
 
         kafka.produce(stream.input, chunks[0])
-        drain(stream, kafka, worker)
+        drain(stream, kafka, worker, timeout=DRAIN_TIMEOUT)
         before = new_alerts()
         assert before and all(r.delivery_reason is None for r in before)
         assert worker.metric("hygiene_redis_degraded") == 0
 
         server.halt()
         kafka.produce(stream.input, chunks[1])
-        drain(stream, kafka, worker)  # while Redis is down
+        drain(stream, kafka, worker, timeout=DRAIN_TIMEOUT)  # while Redis is down
         during = new_alerts()
         assert during and {r.delivery_reason for r in during} == {"policy_unavailable"}
         assert worker.metric("hygiene_redis_degraded") == 1
@@ -201,13 +202,13 @@ def test_redis_stopped_and_restarted_mid_stream(
         pieces = [chunks[2][i:i + 40] for i in range(0, len(chunks[2]), 40)]
         for piece in pieces:
             kafka.produce(stream.input, piece)
-            drain(stream, kafka, worker)
+            drain(stream, kafka, worker, timeout=DRAIN_TIMEOUT)
             if worker.metric("hygiene_redis_degraded") == 0:
                 break
         assert worker.metric("hygiene_redis_degraded") == 0, worker.log_tail()
         for piece in pieces:  # the rest (and, again, what was sent: repeats)
             kafka.produce(stream.input, piece)
-        drain(stream, kafka, worker)
+        drain(stream, kafka, worker, timeout=DRAIN_TIMEOUT)
         after = new_alerts()
         assert "alert policy recovered" in worker.log_text()
         assert worker.running and worker.starts == 1

@@ -41,6 +41,7 @@ from .support import (
     comparable,
     dead_letters,
     diff,
+    drain,
     final_states,
     history_records,
     keyed,
@@ -56,20 +57,8 @@ pytestmark = pytest.mark.integration
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 DAYS = 60
-DRAIN_TIMEOUT = 90.0
 
 Messages = list[tuple[bytes | None, bytes]]
-
-
-def drain(stream: Stream, kafka: Kafka, *workers: Any) -> None:
-    """Waits until every input is routed and every change applied, with its
-    outputs acknowledged (both consumer groups committed their topics' ends)."""
-
-    def logs() -> str:
-        return "\n".join(w.log_tail() for w in workers)
-
-    wait_for(lambda: stream.drained(kafka), DRAIN_TIMEOUT, f"{stream.app_id} drained",
-             interval=0.25, explain=logs)
 
 
 def inputs(fmt: str, rules: RuleSet, opportunities: int, seed: int) -> Messages:
