@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processor.rules.config import DEFAULT_RULES_PATH
@@ -71,9 +71,21 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT"
     )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = (
+        "PLAIN"
+    )
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_oauth_endpoint_url: str | None = Field(
+        default=None,
+        description="OAUTHBEARER: the identity provider's token endpoint, asked for "
+        "client-credentials tokens.",
+    )
+    kafka_sasl_oauth_client_id: str | None = None
+    kafka_sasl_oauth_client_secret: SecretStr | None = None
+    kafka_sasl_oauth_scope: str | None = Field(
+        default=None, description="OAUTHBEARER: the scope to ask for (space-separated), if any."
+    )
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
@@ -202,6 +214,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _oauth_complete(self) -> Self:
+        if (self.kafka_sasl_mechanism == "OAUTHBEARER"
+                and self.kafka_security_protocol.startswith("SASL")):
+            missing = [f"HYGIENE_{name.upper()}" for name in (
+                "kafka_sasl_oauth_endpoint_url", "kafka_sasl_oauth_client_id",
+                "kafka_sasl_oauth_client_secret") if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"HYGIENE_KAFKA_SASL_MECHANISM=OAUTHBEARER needs "
+                                 f"{', '.join(missing)}")
+        return self
 
     @property
     def topics(self) -> Topics:

@@ -33,6 +33,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
     for_code,
 )
 
+from processor.devstack import security
 from processor.devstack._proc import (
     free_port,
     log,
@@ -185,7 +186,10 @@ class LocalKafka(LocalServer):
         startup_timeout: float = 120.0,
         stop_timeout: float = 20.0,
         extra_properties: Mapping[str, str] | None = None,
+        secured: bool = False,
     ) -> None:
+        """``secured`` adds a SASL_SSL listener (``security``) beside the
+        plaintext one, which the tests' own clients keep using."""
         if not version.startswith("3."):
             # 4.x switched to log4j2 and dropped the reload4j binding used here.
             raise ValueError(f"LocalKafka supports Kafka 3.x releases, not {version}")
@@ -193,6 +197,9 @@ class LocalKafka(LocalServer):
         self.version = version
         self.heap = heap
         self.extra_properties = dict(extra_properties or {})
+        self.secured = secured
+        self.tls: security.Tls | None = None
+        self._secured_port: int | None = None
         self._libs: Path | None = None
 
     @property
@@ -200,6 +207,13 @@ class LocalKafka(LocalServer):
         if self._port is None or self._proc is None:
             raise RuntimeError("LocalKafka is not running")
         return f"127.0.0.1:{self._port}"
+
+    @property
+    def secured_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener (``security.MECHANISMS``; trust ``tls.ca_file``)."""
+        if self._secured_port is None or self._proc is None:
+            raise RuntimeError("LocalKafka is not running with a secured listener")
+        return f"127.0.0.1:{self._secured_port}"
 
     @property
     def log_path(self) -> Path | None:
@@ -220,6 +234,9 @@ class LocalKafka(LocalServer):
         shutil.rmtree(data, ignore_errors=True)
         logs.mkdir(exist_ok=True)
         port, controller_port = free_port(), free_port()
+        if self.secured:
+            self.tls = self.tls or security.make_tls(self._tmp / "tls")
+            self._secured_port = free_port()
         props = self._write_config(port, controller_port, data, logs)
         log4j = f"-Dlog4j.configuration={(self._tmp / 'log4j.properties').as_uri()}"
 
@@ -239,6 +256,7 @@ class LocalKafka(LocalServer):
                 _cluster_id(),
                 "-c",
                 str(props),
+                *(security.scram_format_arguments() if self.secured else []),
             ],
             "kafka StorageTool format",
             timeout=120,
@@ -316,8 +334,15 @@ class LocalKafka(LocalServer):
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "delete.topic.enable": "true",
-            **self.extra_properties,
         }
+        if self._secured_port is not None and self.tls is not None:
+            listener = f"{security.LISTENER}://127.0.0.1:{self._secured_port}"
+            properties["listeners"] += f",{listener}"
+            properties["advertised.listeners"] += f",{listener}"
+            properties["listener.security.protocol.map"] += (
+                f",{security.LISTENER}:{security.LISTENER}")
+            properties.update(security.broker_properties(self.tls))
+        properties.update(self.extra_properties)
         props = self._tmp / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         (self._tmp / "log4j.properties").write_text(

@@ -6,6 +6,7 @@ import ssl
 from typing import Any
 
 from processor.settings import Settings
+from processor.stream.oauth import ClientCredentialsTokens
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -35,6 +36,9 @@ def aiokafka_options(settings: Settings) -> dict[str, Any]:
         options["ssl_context"] = context
     if settings.kafka_security_protocol.startswith("SASL"):
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+            options["sasl_oauth_token_provider"] = ClientCredentialsTokens.from_settings(settings)
+            return options
         options["sasl_plain_username"] = settings.kafka_sasl_username
         password = settings.kafka_sasl_password
         options["sasl_plain_password"] = password.get_secret_value() if password else None
@@ -47,6 +51,9 @@ def faust_credentials(settings: Settings) -> Any:
 
     protocol = settings.kafka_security_protocol
     context = ssl_context(settings)
+    if protocol.startswith("SASL") and settings.kafka_sasl_mechanism == "OAUTHBEARER":
+        return faust.OAuthCredentials(oauth_cb=ClientCredentialsTokens.from_settings(settings),
+                                      ssl_context=context)
     if protocol.startswith("SASL"):
         password = settings.kafka_sasl_password
         return faust.SASLCredentials(
