@@ -168,6 +168,8 @@ class WorkerEnv:
                 "HYGIENE_WEB_PORT": str(self.web_port),
                 "HYGIENE_SWEEP_INTERVAL_SECONDS": str(self.sweep_interval),
                 "HYGIENE_TOPIC_INPUTS": self.input_topic,
+                # The policy's runs turn it on with their own Redis (e2e_bench).
+                "HYGIENE_ALERT_POLICY": "false",
             }
         )
         for name in TOPIC_FIELDS:

@@ -170,9 +170,10 @@ class Settings(BaseSettings):
 
     # Alert policy (processor/alerts/policy.py); its state lives in Redis.
     alert_policy: bool = Field(
-        default=False,
+        default=True,
         description="Pass alerts through the Redis alert policy (dedup window, daily budget, "
-        "thresholds, snoozes) before publishing. Off: every alert is published realtime.",
+        "thresholds, snoozes) before publishing. Off: every alert is published realtime, "
+        "and snooze and acknowledge are unavailable.",
     )
     alert_policy_prefix: str = Field(
         default="hygiene:policy:", description="Prefix of every Redis key of the alert policy."

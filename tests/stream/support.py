@@ -378,6 +378,8 @@ class Stream:
             "HYGIENE_STORE": "memory://",
             "HYGIENE_WEB_HOST": "127.0.0.1",
             "HYGIENE_SWEEP_INTERVAL_SECONDS": "3600",
+            # Off unless a test turns it on: the replay oracle has no policy.
+            "HYGIENE_ALERT_POLICY": "false",
         }
         env.update({f"HYGIENE_TOPIC_{_TOPIC_ENV[role]}": name for role, name in self.names.items()})
         env.update(self.settings_env)
