@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=300.0, gt=0, description="How often time-driven rules are re-evaluated."
     )
+    recovery_stall_seconds: float = Field(
+        default=180.0, ge=0,
+        description="A table recovery that makes no progress this long makes the worker log "
+        "its tasks and exit non-zero, for its supervisor to restart it (0: wait forever).",
+    )
 
     # Weekly hygiene digests
     digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(

@@ -11,7 +11,9 @@ supply those parts, so failure handling stays the same for all of them.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -130,6 +132,16 @@ class LocalServer:
 
     def _terminate(self, proc: subprocess.Popen[bytes]) -> None:
         terminate_group(proc, grace=self.stop_timeout)
+
+    def pause(self) -> None:
+        """Freezes the server (SIGSTOP to its process group): it keeps its
+        connections but answers nothing, like a hung host. For fault tests."""
+        assert self._proc is not None, "not running"
+        os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None, "not running"
+        os.killpg(self._proc.pid, signal.SIGCONT)
 
     def halt(self) -> None:
         """Stops the process only: folder and port stay, for ``start()``."""

@@ -23,11 +23,12 @@ from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.ownership import active_partitions
-from processor.stream.recovery import RecoveryTableManager
+from processor.stream.recovery import BulkRecovery, RecoveryTableManager
 from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
 from processor.stream.transport import install as install_transport
+from processor.stream.watchdog import StallWatch
 from processor.web.cluster import advertised_url
 from processor.web.views import register
 
@@ -139,6 +140,11 @@ class Worker:
         @app.task  # type: ignore[untyped-decorator]
         async def ingest() -> None:
             await self.ingest.run()
+
+        if self.settings.recovery_stall_seconds > 0:
+            # On the recovery itself: app timers start only once it is done.
+            recovery: BulkRecovery = app.tables.recovery  # type: ignore[attr-defined]
+            recovery.stall_watch = StallWatch(self.settings.recovery_stall_seconds)
 
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_rebalance_complete.connect(self._hold_flow_until_seeked)  # type: ignore[arg-type]

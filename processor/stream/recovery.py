@@ -51,6 +51,9 @@ from faust.types.tables import CollectionT
 from faust.utils.tracing import finish_span
 from mode import Service, get_logger
 
+from processor.stream.watchdog import StallWatch
+from processor.stream.watchdog import check as check_stall
+
 logger = get_logger(__name__)
 
 #: How many changelog records the consumer hands over before it lets the
@@ -59,7 +62,15 @@ HAND_OVER_YIELD_EVERY = 500
 
 
 class BulkRecovery(Recovery):
-    """Faust's ``Recovery`` with a changelog loop that drains in bulk."""
+    """Faust's ``Recovery`` with a changelog loop that drains in bulk, and a
+    watch for a recovery that stops making progress (``processor.stream.watchdog``)."""
+
+    stall_watch: StallWatch | None = None
+
+    @Service.timer(2.0)
+    async def _watch_for_stall(self) -> None:
+        if self.stall_watch is not None:
+            await check_stall(self.app, self.stall_watch, monotonic())
 
     @Service.task
     async def _slurp_changelogs(self) -> None:
