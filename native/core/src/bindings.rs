@@ -1,0 +1,69 @@
+//! The Python-facing `Core`: states live here, keyed by opportunity id, and
+//! the shell sends batches so the per-call overhead is paid once per batch.
+
+use crate::engine::{Change, Engine, Outcome};
+use crate::rules::RuleSet;
+use crate::state::OpportunityState;
+use indexmap::IndexMap;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+type Triple = (Py<PyList>, Py<PyList>, Py<PyList>);
+
+#[pyclass(module = "hygiene_core", unsendable)]
+pub struct Core {
+    engine: Engine,
+    states: IndexMap<String, OpportunityState>,
+}
+
+fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
+    let encode = |records: &[serde_json::Value]| -> PyResult<Py<PyList>> {
+        let items: Vec<Bound<'_, PyBytes>> = records
+            .iter()
+            .map(|r| serde_json::to_vec(r).map(|b| PyBytes::new(py, &b)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyList::new(py, items)?.unbind())
+    };
+    Ok((encode(&outcome.alerts)?, encode(&outcome.history)?, encode(&outcome.commands)?))
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    fn new(rules_json: &[u8]) -> PyResult<Self> {
+        let rules = RuleSet::from_json(rules_json).map_err(PyValueError::new_err)?;
+        Ok(Core { engine: Engine::new(rules), states: IndexMap::new() })
+    }
+
+    /// Applies the changes in order, as `Engine.apply` per change would.
+    fn apply_batch(&mut self, py: Python<'_>, changes: Vec<Bound<'_, PyBytes>>) -> PyResult<Triple> {
+        let mut outcome = Outcome::default();
+        for (index, raw) in changes.iter().enumerate() {
+            let change: Change = serde_json::from_slice(raw.as_bytes())
+                .map_err(|e| PyValueError::new_err(format!("change {index}: {e}")))?;
+            let state = self
+                .states
+                .entry(change.opportunity_id.clone())
+                .or_insert_with(|| OpportunityState::new(&change.opportunity_id));
+            self.engine
+                .apply(state, &change, &mut outcome)
+                .map_err(|e| PyValueError::new_err(format!("change {index}: {e}")))?;
+        }
+        to_lists(py, &outcome)
+    }
+
+    /// `Engine.sweep` over every state, in the order they were first seen.
+    fn sweep_all(&mut self, py: Python<'_>, now_ms: i64) -> PyResult<Triple> {
+        let mut outcome = Outcome::default();
+        for state in self.states.values_mut() {
+            self.engine.sweep(state, now_ms, &mut outcome);
+        }
+        to_lists(py, &outcome)
+    }
+
+    fn __len__(&self) -> usize {
+        self.states.len()
+    }
+}
