@@ -229,7 +229,8 @@ def _full(item: OpportunityChange) -> OpportunityChange:
 CASES: dict[str, list[Step]] = {
     "category_mismatch_resolves": [
         change(0, opp="a", **{**HEALTHY_DISCOVERY, "forecast_category": "Commit"}),
-        change(1, opp="a", name="Acme (renamed)"), change(2, opp="a", forecast_category="Pipeline")],
+        change(1, opp="a", name="Acme (renamed)"),
+        change(2, opp="a", forecast_category="Pipeline")],
     "closing_resolves": [
         change(0, opp="b", **{**HEALTHY_DISCOVERY, "forecast_category": "Commit"}),
         change(3, opp="b", stage="Closed Lost")],

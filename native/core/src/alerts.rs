@@ -15,7 +15,9 @@ pub fn alert_id(opportunity_id: &str, rule_id: &str, opened_ms: i64) -> String {
     let mut hasher = Blake2bVar::new(10).expect("10 bytes is a valid BLAKE2b digest size");
     hasher.update(format!("{opportunity_id}\u{1f}{rule_id}\u{1f}{opened_ms}").as_bytes());
     let mut digest = [0u8; 10];
-    hasher.finalize_variable(&mut digest).expect("the buffer is the digest size");
+    hasher
+        .finalize_variable(&mut digest)
+        .expect("the buffer is the digest size");
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("al_{hex}")
 }
@@ -44,7 +46,6 @@ fn datetime(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(render_datetime(ms)))
 }
 
-
 pub fn build_alert(
     state: &OpportunityState,
     finding: &Finding,
@@ -55,7 +56,8 @@ pub fn build_alert(
     identifier: Option<String>,
 ) -> Value {
     let values = &state.fields;
-    let id = identifier.unwrap_or_else(|| alert_id(&state.opportunity_id, finding.rule_id, opened_ms));
+    let id =
+        identifier.unwrap_or_else(|| alert_id(&state.opportunity_id, finding.rule_id, opened_ms));
     json!({
         "kind": "alert",
         "alert_id": id,
@@ -104,10 +106,18 @@ pub fn build_resolution(
     })
 }
 
-pub fn build_close_out(state: &OpportunityState, alert: &Value, pipeline: &Pipeline, rules: &RuleSet) -> Value {
+pub fn build_close_out(
+    state: &OpportunityState,
+    alert: &Value,
+    pipeline: &Pipeline,
+    rules: &RuleSet,
+) -> Value {
     let last = state.last_touch_ms();
     let alert_id = alert["alert_id"].as_str().unwrap_or_default();
-    let days = alert["details"].get("days_without_activity").and_then(Value::as_i64).unwrap_or(0);
+    let days = alert["details"]
+        .get("days_without_activity")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     json!({
         "kind": "close_out_recommendation",
         "command_id": alert_id.replacen("al_", "cmd_", 1),

@@ -26,7 +26,11 @@ fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(PyList::new(py, items)?.unbind())
     };
-    Ok((encode(&outcome.alerts)?, encode(&outcome.history)?, encode(&outcome.commands)?))
+    Ok((
+        encode(&outcome.alerts)?,
+        encode(&outcome.history)?,
+        encode(&outcome.commands)?,
+    ))
 }
 
 #[pymethods]
@@ -34,11 +38,18 @@ impl Core {
     #[new]
     fn new(rules_json: &[u8]) -> PyResult<Self> {
         let rules = RuleSet::from_json(rules_json).map_err(PyValueError::new_err)?;
-        Ok(Core { engine: Engine::new(rules), states: IndexMap::new() })
+        Ok(Core {
+            engine: Engine::new(rules),
+            states: IndexMap::new(),
+        })
     }
 
     /// Applies the changes in order, as `Engine.apply` per change would.
-    fn apply_batch(&mut self, py: Python<'_>, changes: Vec<Bound<'_, PyBytes>>) -> PyResult<Triple> {
+    fn apply_batch(
+        &mut self,
+        py: Python<'_>,
+        changes: Vec<Bound<'_, PyBytes>>,
+    ) -> PyResult<Triple> {
         let mut outcome = Outcome::default();
         for (index, raw) in changes.iter().enumerate() {
             let change: Change = serde_json::from_slice(raw.as_bytes())

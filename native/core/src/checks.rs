@@ -18,12 +18,24 @@ pub struct Finding {
     pub details: Map<String, Value>,
 }
 
-fn finding(rule_id: &'static str, title: String, message: String, fix: &str, details: Value) -> Finding {
+fn finding(
+    rule_id: &'static str,
+    title: String,
+    message: String,
+    fix: &str,
+    details: Value,
+) -> Finding {
     let details = match details {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    Finding { rule_id, title, message, fix: fix.to_owned(), details }
+    Finding {
+        rule_id,
+        title,
+        message,
+        fix: fix.to_owned(),
+        details,
+    }
 }
 
 /// Check groups, the unit of incremental evaluation, as bits.
@@ -108,15 +120,26 @@ fn gate(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
         return;
     }
     let owned = fields_with_own_rule(ctx.pipeline, ctx.position);
-    let missing: Vec<&str> = verdict.missing.iter().copied().filter(|n| !owned.contains(n)).collect();
+    let missing: Vec<&str> = verdict
+        .missing
+        .iter()
+        .copied()
+        .filter(|n| !owned.contains(n))
+        .collect();
     let stage = &ctx.stage.name;
     if !missing.is_empty() {
         let verb = if missing.len() == 1 { "is" } else { "are" };
         found.push(finding(
             "stage_gate_missing_fields",
             format!("{stage} without its entry criteria"),
-            format!("The deal is in {stage} but {} {verb} empty.", names(&missing)),
-            &format!("Fill in {}, or move the deal back to the stage it qualifies for.", names(&missing)),
+            format!(
+                "The deal is in {stage} but {} {verb} empty.",
+                names(&missing)
+            ),
+            &format!(
+                "Fill in {}, or move the deal back to the stage it qualifies for.",
+                names(&missing)
+            ),
             json!({"missing_fields": missing, "stage": stage}),
         ));
     }
@@ -124,14 +147,23 @@ fn gate(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
         let filler = &verdict.junk;
         let mut shown = Map::new();
         for name in filler {
-            shown.insert((*name).to_owned(), ctx.values.get(*name).cloned().unwrap_or(Value::Null));
+            shown.insert(
+                (*name).to_owned(),
+                ctx.values.get(*name).cloned().unwrap_or(Value::Null),
+            );
         }
-        let listed: Vec<String> = shown.iter().map(|(n, v)| format!("{n}={}", repr(v))).collect();
+        let listed: Vec<String> = shown
+            .iter()
+            .map(|(n, v)| format!("{n}={}", repr(v)))
+            .collect();
         found.push(finding(
             "stage_gate_junk_values",
             "Placeholder values in required fields".into(),
             format!("Required fields hold filler: {}.", listed.join(", ")),
-            &format!("Replace the placeholder in {} with what you actually know.", names(filler)),
+            &format!(
+                "Replace the placeholder in {} with what you actually know.",
+                names(filler)
+            ),
             json!({"junk_fields": filler, "values": shown, "stage": stage}),
         ));
     }
@@ -161,7 +193,10 @@ fn activity(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
         ));
         return;
     }
-    let limit = ctx.stage.stale_after_days.or(ctx.pipeline.thresholds.default_stale_after_days);
+    let limit = ctx
+        .stage
+        .stale_after_days
+        .or(ctx.pipeline.thresholds.default_stale_after_days);
     if let Some(limit) = limit {
         if idle_days > limit {
             found.push(finding(
@@ -195,7 +230,9 @@ fn time_in_stage(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
     found.push(finding(
         "stale_in_stage",
         format!("{days} days in {stage}"),
-        format!("The deal entered {stage} on {entered_day}, {days} days ago; the limit is {limit}."),
+        format!(
+            "The deal entered {stage} on {entered_day}, {days} days ago; the limit is {limit}."
+        ),
         "Advance it if the exit criteria are met, move it back if not, or close it out.",
         json!({"days_in_stage": days, "limit_days": limit, "entered": entered_day}),
     ));
@@ -275,8 +312,13 @@ fn next_meeting(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     ));
 }
 
-const CATEGORY_RANK: [(&str, i32); 5] =
-    [("Omitted", 0), ("Pipeline", 1), ("Best Case", 2), ("Commit", 3), ("Closed", 4)];
+const CATEGORY_RANK: [(&str, i32); 5] = [
+    ("Omitted", 0),
+    ("Pipeline", 1),
+    ("Best Case", 2),
+    ("Commit", 3),
+    ("Closed", 4),
+];
 
 fn forecast(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
     let Some(raw) = get(ctx.values, "forecast_category") else {
@@ -332,7 +374,10 @@ fn amount(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     }
     let what = match amount {
         None => "no amount".to_owned(),
-        Some(a) => format!("an amount of {}", format_g(pyvalue::number(a).unwrap_or(f64::NAN))),
+        Some(a) => format!(
+            "an amount of {}",
+            format_g(pyvalue::number(a).unwrap_or(f64::NAN))
+        ),
     };
     found.push(finding(
         "amount_invalid",
@@ -361,7 +406,10 @@ fn next_step(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     let what = if blank {
         "no next step".to_owned()
     } else {
-        format!("a next step that was due on {}", due.map_or("None".into(), str_of))
+        format!(
+            "a next step that was due on {}",
+            due.map_or("None".into(), str_of)
+        )
     };
     found.push(finding(
         "next_step_missing",
@@ -382,7 +430,11 @@ fn threading(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     }
     // max(len(contacts), contact_count or 0) keeps the winner's type.
     let contacts = Value::from(ctx.state.contacts.len() as i64);
-    let counted = ctx.values.get("contact_count").filter(|v| pyvalue::truthy(v)).cloned();
+    let counted = ctx
+        .values
+        .get("contact_count")
+        .filter(|v| pyvalue::truthy(v))
+        .cloned();
     let engaged = match counted {
         Some(c) if pyvalue::number(&c).unwrap_or(0.0) > ctx.state.contacts.len() as f64 => c,
         _ => contacts,
@@ -455,7 +507,12 @@ fn excluded(state: &OpportunityState) -> bool {
 
 /// The conditions that hold at `now_ms`, in check order; with `groups`,
 /// only those checks run and the answer covers only their rule ids.
-pub fn evaluate(state: &OpportunityState, rules: &RuleSet, now_ms: i64, groups: Option<Groups>) -> Vec<Finding> {
+pub fn evaluate(
+    state: &OpportunityState,
+    rules: &RuleSet,
+    now_ms: i64,
+    groups: Option<Groups>,
+) -> Vec<Finding> {
     if excluded(state) {
         return Vec::new();
     }
@@ -510,9 +567,12 @@ pub fn next_due(state: &OpportunityState, rules: &RuleSet, now_ms: i64) -> Optio
     let t = &pipeline.thresholds;
     let mut candidates = Vec::with_capacity(6);
     if let Some(last) = state.last_touch_ms() {
-        for days in [stage.stale_after_days.or(t.default_stale_after_days), Some(t.close_out_no_activity_days)]
-            .into_iter()
-            .flatten()
+        for days in [
+            stage.stale_after_days.or(t.default_stale_after_days),
+            Some(t.close_out_no_activity_days),
+        ]
+        .into_iter()
+        .flatten()
         {
             candidates.push(last + (days + 1) * DAY_MS);
         }

@@ -45,7 +45,9 @@ pub fn days_between(earlier: &str, later: &str) -> Option<i64> {
 }
 
 pub fn add_days(iso_day: &str, days: i64) -> Option<String> {
-    parse_date(iso_day)?.checked_add_signed(Duration::days(days)).map(iso)
+    parse_date(iso_day)?
+        .checked_add_signed(Duration::days(days))
+        .map(iso)
 }
 
 /// An aware ISO datetime (as orjson writes one) to Python's `to_ms`:
@@ -55,7 +57,11 @@ pub fn parse_occurred_ms(text: &str) -> Option<i64> {
     let rest = text.get(10..)?;
     let rest = rest.strip_prefix('T').or_else(|| rest.strip_prefix(' '))?;
     let num = |s: &str| s.parse::<i64>().ok();
-    let (h, m, s) = (num(rest.get(..2)?)?, num(rest.get(3..5)?)?, num(rest.get(6..8)?)?);
+    let (h, m, s) = (
+        num(rest.get(..2)?)?,
+        num(rest.get(3..5)?)?,
+        num(rest.get(6..8)?)?,
+    );
     let mut rest = rest.get(8..)?;
     let mut micros = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {

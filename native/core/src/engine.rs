@@ -15,8 +15,16 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 const CONTACTS_CAP: usize = 20;
-const TRACKED: [&str; 8] =
-    ["stage", "amount", "currency", "close_date", "forecast_category", "owner_id", "pipeline", "_deleted"];
+const TRACKED: [&str; 8] = [
+    "stage",
+    "amount",
+    "currency",
+    "close_date",
+    "forecast_category",
+    "owner_id",
+    "pipeline",
+    "_deleted",
+];
 
 /// One OpportunityChange as `orjson.dumps(change.__dict__)` writes it.
 #[derive(Deserialize)]
@@ -86,12 +94,24 @@ pub struct Engine {
 impl Engine {
     pub fn new(rules: RuleSet) -> Self {
         let field_groups = field_groups(&rules);
-        Engine { rules, field_groups }
+        Engine {
+            rules,
+            field_groups,
+        }
     }
 
-    pub fn apply(&self, state: &mut OpportunityState, change: &Change, outcome: &mut Outcome) -> Result<(), String> {
-        let occurred = parse_occurred_ms(&change.occurred_at)
-            .ok_or_else(|| format!("occurred_at {:?} is not an aware ISO datetime", change.occurred_at))?;
+    pub fn apply(
+        &self,
+        state: &mut OpportunityState,
+        change: &Change,
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        let occurred = parse_occurred_ms(&change.occurred_at).ok_or_else(|| {
+            format!(
+                "occurred_at {:?} is not an aware ISO datetime",
+                change.occurred_at
+            )
+        })?;
         let stamp = order_stamp(occurred, change.sequence, &change.event_id);
         let values = values_of(change);
 
@@ -107,7 +127,11 @@ impl Engine {
             }
         }
         let mut touched = self.merge_bookkeeping(state, change, occurred, stamp, &values);
-        let summary_before = (state.stage_entered_ms, state.close_pushes, state.close_slip_days);
+        let summary_before = (
+            state.stage_entered_ms,
+            state.close_pushes,
+            state.close_slip_days,
+        );
 
         let mut tracked = Fields::new();
         for name in TRACKED {
@@ -122,17 +146,32 @@ impl Engine {
             let observation_id = timeline::observation_id(&change.event_id, &tracked);
             if let Some(position) = timeline::insert(state, stamp, observation_id, tracked) {
                 let at_end = position == state.timeline.len() - 1;
-                let extended = if at_end { timeline::extend(state, rules) } else { None };
+                let extended = if at_end {
+                    timeline::extend(state, rules)
+                } else {
+                    None
+                };
                 if let Some(summary) = extended {
                     // Appended in order: earlier transitions cannot have changed.
                     summarize(state, &summary);
-                    let walk = state.memo.walk.as_ref().expect("extend stepped a cached walk");
+                    let walk = state
+                        .memo
+                        .walk
+                        .as_ref()
+                        .expect("extend stepped a cached walk");
                     new_transitions = walk.transitions[known..].to_vec();
                     for transition in &new_transitions {
-                        outcome.history.push(history_record(state, transition, false));
+                        outcome
+                            .history
+                            .push(history_record(state, transition, false));
                     }
                 } else {
-                    let before = state.memo.walk.as_ref().map(|w| w.transitions.clone()).unwrap_or_default();
+                    let before = state
+                        .memo
+                        .walk
+                        .as_ref()
+                        .map(|w| w.transitions.clone())
+                        .unwrap_or_default();
                     new_transitions = self.republish(state, before, outcome);
                 }
                 timeline::compact(state, rules);
@@ -168,7 +207,12 @@ impl Engine {
         self.reconcile(state, now, None, outcome, Some(0));
     }
 
-    fn republish(&self, state: &mut OpportunityState, before: Vec<Transition>, outcome: &mut Outcome) -> Vec<Transition> {
+    fn republish(
+        &self,
+        state: &mut OpportunityState,
+        before: Vec<Transition>,
+        outcome: &mut Outcome,
+    ) -> Vec<Transition> {
         let (after, summary) = timeline::derive(state, &self.rules);
         summarize(state, &summary);
         let mut previous: IndexMap<String, Transition> = IndexMap::new();
@@ -181,7 +225,9 @@ impl Engine {
             current_ids.insert(transition.event_id.clone());
             let old = previous.get(&transition.event_id);
             if !old.is_some_and(|o| o.same_as(&transition)) {
-                outcome.history.push(history_record(state, &transition, false));
+                outcome
+                    .history
+                    .push(history_record(state, &transition, false));
                 if old.is_none() {
                     new.push(transition);
                 }
@@ -245,7 +291,9 @@ impl Engine {
         for rule_id in resolved {
             let opened = state.open_alerts.shift_remove(&rule_id).unwrap_or_default();
             let reason = resolution_reason(state, pipeline);
-            outcome.alerts.push(build_resolution(state, &rule_id, opened, rules, now_ms, &reason, event_id));
+            outcome.alerts.push(build_resolution(
+                state, &rule_id, opened, rules, now_ms, &reason, event_id,
+            ));
         }
         for finding in &found {
             if state.open_alerts.contains_key(finding.rule_id) {
@@ -254,7 +302,9 @@ impl Engine {
             let alert = build_alert(state, finding, rules, pipeline, now_ms, event_id, None);
             state.open_alerts.insert(finding.rule_id.to_owned(), now_ms);
             if finding.rule_id == "stale_close_out" {
-                outcome.commands.push(build_close_out(state, &alert, pipeline, rules));
+                outcome
+                    .commands
+                    .push(build_close_out(state, &alert, pipeline, rules));
             }
             outcome.alerts.push(alert);
         }
@@ -262,7 +312,13 @@ impl Engine {
 
     /// Skips and regressions describe a move, not a lasting condition: they
     /// never open and never resolve.
-    fn notices(&self, state: &OpportunityState, transitions: &[Transition], event_id: &str, outcome: &mut Outcome) {
+    fn notices(
+        &self,
+        state: &OpportunityState,
+        transitions: &[Transition],
+        event_id: &str,
+        outcome: &mut Outcome,
+    ) {
         let rules = &self.rules;
         for transition in transitions {
             if transition.kind != "stage_changed" {
@@ -441,7 +497,8 @@ fn move_finding(pipeline: &Pipeline, old: usize, new: usize) -> Option<Finding> 
                 "stage_regressed",
                 format!("Reopened: {from} -> {to}"),
                 format!("A closed deal was reopened into {to}."),
-                "Make sure the reopening is intended and the close date and amount are current.".into(),
+                "Make sure the reopening is intended and the close date and amount are current."
+                    .into(),
                 json!({"from": from, "to": to}),
             ));
         }
@@ -456,7 +513,11 @@ fn move_finding(pipeline: &Pipeline, old: usize, new: usize) -> Option<Finding> 
             json!({"from": from, "to": to}),
         ));
     }
-    let skipped: Vec<&str> = stages[old + 1..new].iter().filter(|s| !s.closed).map(|s| s.name.as_str()).collect();
+    let skipped: Vec<&str> = stages[old + 1..new]
+        .iter()
+        .filter(|s| !s.closed)
+        .map(|s| s.name.as_str())
+        .collect();
     if skipped.is_empty() {
         return None;
     }

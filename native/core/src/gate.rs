@@ -17,7 +17,9 @@ pub struct GateVerdict<'a> {
 }
 
 pub fn rule_applies(pipeline: &Pipeline, position: usize, rule_id: &str) -> bool {
-    pipeline.rule_start(rule_id).is_some_and(|start| position >= start)
+    pipeline
+        .rule_start(rule_id)
+        .is_some_and(|start| position >= start)
 }
 
 /// Fields a dedicated rule reports at this stage (one problem, one alert).
@@ -35,7 +37,10 @@ pub fn check_gate<'a>(
     values: &Fields,
     junk: &JunkDetector,
 ) -> GateVerdict<'a> {
-    let mut verdict = GateVerdict { missing: Vec::new(), junk: Vec::new() };
+    let mut verdict = GateVerdict {
+        missing: Vec::new(),
+        junk: Vec::new(),
+    };
     if pipeline.stages[position].closed {
         return verdict;
     }

@@ -4,7 +4,12 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-const DATE_FIELDS: [&str; 4] = ["close_date", "next_step_date", "next_meeting_date", "last_activity_date"];
+const DATE_FIELDS: [&str; 4] = [
+    "close_date",
+    "next_step_date",
+    "next_meeting_date",
+    "last_activity_date",
+];
 const MEMO_LIMIT: usize = 200_000;
 
 pub struct JunkDetector {
@@ -68,7 +73,9 @@ impl JunkDetector {
         {
             return true;
         }
-        self.pattern.as_ref().is_some_and(|p| p.is_match(text).unwrap_or(false))
+        self.pattern
+            .as_ref()
+            .is_some_and(|p| p.is_match(text).unwrap_or(false))
     }
 
     pub fn is_placeholder_date(&self, value: &Value) -> bool {

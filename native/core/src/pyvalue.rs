@@ -77,8 +77,10 @@ pub fn repr(value: &Value) -> String {
             format!("[{}]", inner.join(", "))
         }
         Value::Object(map) => {
-            let inner: Vec<String> =
-                map.iter().map(|(k, v)| format!("{}: {}", str_repr(k), repr(v))).collect();
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", str_repr(k), repr(v)))
+                .collect();
             format!("{{{}}}", inner.join(", "))
         }
     }
@@ -192,7 +194,11 @@ pub fn format_thousands(x: f64) -> String {
 
 /// Python `repr(str)`: single quotes unless only double quotes avoid escaping.
 pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {

@@ -126,8 +126,7 @@ impl RuleSet {
     pub fn from_json(raw: &[u8]) -> Result<Self, String> {
         let exported: Exported =
             serde_json::from_slice(raw).map_err(|e| format!("rules JSON: {e}"))?;
-        if exported.pipelines.is_empty() || exported.default_pipeline >= exported.pipelines.len()
-        {
+        if exported.pipelines.is_empty() || exported.default_pipeline >= exported.pipelines.len() {
             return Err("rules JSON: no pipeline, or the default is not one".into());
         }
         let junk = JunkDetector::new(
@@ -152,9 +151,11 @@ impl RuleSet {
     /// to the default pipeline.
     pub fn pipeline_for(&self, value: Option<&Value>) -> &Pipeline {
         let index = match value {
-            Some(Value::String(s)) => {
-                self.pipeline_by_match.get(&casefold(s)).copied().unwrap_or(self.default_pipeline)
-            }
+            Some(Value::String(s)) => self
+                .pipeline_by_match
+                .get(&casefold(s))
+                .copied()
+                .unwrap_or(self.default_pipeline),
             _ => self.default_pipeline,
         };
         &self.pipelines[index]
@@ -180,4 +181,3 @@ impl RuleSet {
         }
     }
 }
-

@@ -46,7 +46,10 @@ pub struct OpportunityState {
 
 impl OpportunityState {
     pub fn new(opportunity_id: &str) -> Self {
-        OpportunityState { opportunity_id: opportunity_id.to_owned(), ..Default::default() }
+        OpportunityState {
+            opportunity_id: opportunity_id.to_owned(),
+            ..Default::default()
+        }
     }
 
     pub fn needs_resync(&self) -> bool {

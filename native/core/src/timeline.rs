@@ -78,17 +78,23 @@ pub struct Summary {
 
 pub fn record_id(opportunity_id: &str, event_id: &str) -> String {
     let name = format!("{opportunity_id}\u{1f}{event_id}");
-    Uuid::new_v5(&NAMESPACE, name.as_bytes()).hyphenated().to_string()
+    Uuid::new_v5(&NAMESPACE, name.as_bytes())
+        .hyphenated()
+        .to_string()
 }
 
 /// The standard forecast category of these values: a closed stage decides
 /// it, else the rep's explicit category, else the stage's mapping.
 pub fn forecast_category(rules: &RuleSet, values: &Fields) -> Option<String> {
     let pipeline = rules.pipeline_for(get(values, "pipeline"));
-    let stage = pipeline.stage_position(text(values, "stage")).map(|p| &pipeline.stages[p]);
+    let stage = pipeline
+        .stage_position(text(values, "stage"))
+        .map(|p| &pipeline.stages[p]);
     let category = match stage {
         Some(s) if s.closed => None,
-        _ => rules.standard_category(get(values, "forecast_category")).map(str::to_owned),
+        _ => rules
+            .standard_category(get(values, "forecast_category"))
+            .map(str::to_owned),
     };
     category.or_else(|| stage.map(|s| s.forecast_category.clone()))
 }
@@ -104,14 +110,26 @@ pub fn observation_id(event_id: &str, values: &Fields) -> String {
 
 /// Puts an observation in event-time order; None for a duplicate or one
 /// older than what has been folded away.
-pub fn insert(state: &mut OpportunityState, stamp: i64, event_id: String, values: Fields) -> Option<usize> {
+pub fn insert(
+    state: &mut OpportunityState,
+    stamp: i64,
+    event_id: String,
+    values: Fields,
+) -> Option<usize> {
     if state.base_stamp != 0 && stamp <= state.base_stamp {
         return None;
     }
     let timeline = &mut state.timeline;
     let key = (stamp, event_id.as_str());
-    if timeline.last().is_none_or(|last| (last.stamp, last.event_id.as_str()) < key) {
-        timeline.push(Observation { stamp, event_id, values });
+    if timeline
+        .last()
+        .is_none_or(|last| (last.stamp, last.event_id.as_str()) < key)
+    {
+        timeline.push(Observation {
+            stamp,
+            event_id,
+            values,
+        });
         return Some(timeline.len() - 1);
     }
     let position = timeline.partition_point(|o| (o.stamp, o.event_id.as_str()) < key);
@@ -123,7 +141,14 @@ pub fn insert(state: &mut OpportunityState, stamp: i64, event_id: String, values
             return None;
         }
     }
-    timeline.insert(position, Observation { stamp, event_id, values });
+    timeline.insert(
+        position,
+        Observation {
+            stamp,
+            event_id,
+            values,
+        },
+    );
     Some(position)
 }
 
@@ -178,9 +203,15 @@ impl Walk {
         let opt_i = |v: Option<i64>| v.map_or(Value::Null, Value::from);
         base.insert(ENTERED.into(), opt_i(self.entered));
         base.insert(PUSHES.into(), Value::from(self.pushes));
-        base.insert(FIRST_CLOSE.into(), self.first_close.clone().unwrap_or(Value::Null));
+        base.insert(
+            FIRST_CLOSE.into(),
+            self.first_close.clone().unwrap_or(Value::Null),
+        );
         base.insert(STARTED.into(), Value::Bool(self.started));
-        base.insert(CATEGORY.into(), self.category.clone().map_or(Value::Null, Value::String));
+        base.insert(
+            CATEGORY.into(),
+            self.category.clone().map_or(Value::Null, Value::String),
+        );
         base
     }
 
@@ -219,18 +250,42 @@ impl Walk {
             }
         } else if deleted != self.deleted {
             if deleted {
-                self.emit(rules, "deleted", event_id, at, self.stage.clone(), None, self.entered);
+                self.emit(
+                    rules,
+                    "deleted",
+                    event_id,
+                    at,
+                    self.stage.clone(),
+                    None,
+                    self.entered,
+                );
             } else {
                 self.emit(rules, "restored", event_id, at, None, stage.clone(), None);
                 self.entered = Some(at);
             }
         } else if !deleted && stage != self.stage {
-            self.emit(rules, "stage_changed", event_id, at, self.stage.clone(), stage.clone(), self.entered);
+            self.emit(
+                rules,
+                "stage_changed",
+                event_id,
+                at,
+                self.stage.clone(),
+                stage.clone(),
+                self.entered,
+            );
             self.entered = Some(at);
         } else if !deleted && forecast_category(rules, &self.values) != self.category {
             // Same stage, another category: the rep's call moved, and
             // forecasting needs when.
-            self.emit(rules, "category_changed", event_id, at, stage.clone(), stage.clone(), self.entered);
+            self.emit(
+                rules,
+                "category_changed",
+                event_id,
+                at,
+                stage.clone(),
+                stage.clone(),
+                self.entered,
+            );
         }
         self.stage = stage;
         self.deleted = deleted;
@@ -252,7 +307,9 @@ impl Walk {
     ) {
         let values = &self.values;
         let pipeline = rules.pipeline_for(get(values, "pipeline"));
-        let stage = pipeline.stage_position(text(values, "stage")).map(|p| &pipeline.stages[p]);
+        let stage = pipeline
+            .stage_position(text(values, "stage"))
+            .map(|p| &pipeline.stages[p]);
         let transition = Transition {
             kind,
             event_id: event_id.to_owned(),
@@ -284,7 +341,11 @@ impl Walk {
                 }
             }
         }
-        Summary { stage_entered_ms: self.entered, close_pushes: self.pushes, close_slip_days: slip }
+        Summary {
+            stage_entered_ms: self.entered,
+            close_pushes: self.pushes,
+            close_slip_days: slip,
+        }
     }
 }
 
@@ -319,7 +380,12 @@ pub fn published(state: &mut OpportunityState, rules: &RuleSet) -> Vec<Transitio
     if state.memo.walk.is_none() {
         derive(state, rules);
     }
-    state.memo.walk.as_ref().map(|w| w.transitions.clone()).unwrap_or_default()
+    state
+        .memo
+        .walk
+        .as_ref()
+        .map(|w| w.transitions.clone())
+        .unwrap_or_default()
 }
 
 /// Folds the oldest observations into the base so state stays small.
