@@ -4,7 +4,6 @@
 use crate::engine::{Change, Engine, Outcome};
 use crate::rules::RuleSet;
 use crate::state::OpportunityState;
-use indexmap::IndexMap;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -14,7 +13,7 @@ type Triple = (Py<PyList>, Py<PyList>, Py<PyList>);
 #[pyclass(module = "hygiene_core", unsendable)]
 pub struct Core {
     engine: Engine,
-    states: IndexMap<String, OpportunityState>,
+    states: crate::state::Keyed<OpportunityState>,
 }
 
 fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
@@ -40,7 +39,7 @@ impl Core {
         let rules = RuleSet::from_json(rules_json).map_err(PyValueError::new_err)?;
         Ok(Core {
             engine: Engine::new(rules),
-            states: IndexMap::new(),
+            states: Default::default(),
         })
     }
 

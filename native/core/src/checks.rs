@@ -71,8 +71,8 @@ pub const STRUCTURAL_FIELDS: [&str; 3] = ["stage", "pipeline", "_deleted"];
 
 /// Field -> the groups that read it: the static table plus every field a
 /// stage's gate requires.
-pub fn field_groups(rules: &RuleSet) -> std::collections::HashMap<String, Groups> {
-    let mut table: std::collections::HashMap<String, Groups> = [
+pub fn field_groups(rules: &RuleSet) -> rustc_hash::FxHashMap<String, Groups> {
+    let mut table: rustc_hash::FxHashMap<String, Groups> = [
         ("amount", AMOUNT | THREADING),
         ("contact_count", THREADING),
         ("close_date", CLOSE_DATE),

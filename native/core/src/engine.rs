@@ -9,10 +9,9 @@ use crate::pyvalue;
 use crate::rules::{Pipeline, RuleSet};
 use crate::state::{get, text, Fields, OpportunityState};
 use crate::timeline::{self, Transition};
-use indexmap::IndexMap;
+use rustc_hash::FxHashMap as HashMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 const CONTACTS_CAP: usize = 20;
 const TRACKED: [&str; 8] = [
@@ -133,7 +132,7 @@ impl Engine {
             state.close_slip_days,
         );
 
-        let mut tracked = Fields::new();
+        let mut tracked = Fields::default();
         for name in TRACKED {
             if let Some(value) = values.get(name) {
                 tracked.insert(name.to_owned(), value.clone());
@@ -215,7 +214,7 @@ impl Engine {
     ) -> Vec<Transition> {
         let (after, summary) = timeline::derive(state, &self.rules);
         summarize(state, &summary);
-        let mut previous: IndexMap<String, Transition> = IndexMap::new();
+        let mut previous: crate::state::Keyed<Transition> = Default::default();
         for t in before {
             previous.insert(t.event_id.clone(), t);
         }
@@ -429,11 +428,11 @@ fn values_of(change: &Change) -> Fields {
             values
         }
         "delete" | "merge" => {
-            let mut values = Fields::new();
+            let mut values = Fields::default();
             values.insert("_deleted".into(), Value::Bool(true));
             values
         }
-        _ => Fields::new(),
+        _ => Fields::default(),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Filler detection (processor/rules/junk.py).
 
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 
 const DATE_FIELDS: [&str; 4] = [
     "close_date",
@@ -43,7 +43,7 @@ impl JunkDetector {
             pattern,
             dates: placeholder_dates.into_iter().collect(),
             min_length,
-            memo: RefCell::new(HashMap::new()),
+            memo: RefCell::new(HashMap::default()),
         })
     }
 

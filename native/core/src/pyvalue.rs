@@ -27,6 +27,10 @@ pub fn map_eq(x: &Map<String, Value>, y: &Map<String, Value>) -> bool {
     x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| eq(v, w)))
 }
 
+pub fn fields_eq(x: &crate::state::Fields, y: &crate::state::Fields) -> bool {
+    x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| eq(v, w)))
+}
+
 /// Booleans count as numbers, as in Python (`True == 1`).
 pub fn number(value: &Value) -> Option<f64> {
     match value {

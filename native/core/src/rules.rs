@@ -6,9 +6,9 @@
 use crate::clock::Days;
 use crate::junk::JunkDetector;
 use crate::pyvalue::casefold;
+use rustc_hash::FxHashMap as HashMap;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::HashMap;
 
 #[derive(Deserialize)]
 pub struct Stage {
@@ -169,7 +169,7 @@ impl RuleSet {
     }
 
     /// The deal's manager: its own field, else its owner's from the rules.
-    pub fn manager_of(&self, values: &serde_json::Map<String, Value>) -> Option<String> {
+    pub fn manager_of(&self, values: &crate::state::Fields) -> Option<String> {
         if let Some(manager) = values.get("manager_id") {
             if crate::pyvalue::truthy(manager) {
                 return Some(crate::pyvalue::str_of(manager));

@@ -2,9 +2,11 @@
 
 use crate::timeline::Walk;
 use indexmap::IndexMap;
-use serde_json::{Map, Value};
+use rustc_hash::FxBuildHasher;
+use serde_json::Value;
 
-pub type Fields = Map<String, Value>;
+pub type Fields = IndexMap<String, Value, FxBuildHasher>;
+pub type Keyed<V> = IndexMap<String, V, FxBuildHasher>;
 
 /// (order stamp, event id, tracked values carried by that event).
 #[derive(Clone)]
@@ -26,7 +28,7 @@ pub struct Memo {
 pub struct OpportunityState {
     pub opportunity_id: String,
     pub fields: Fields,
-    pub stamps: IndexMap<String, i64>,
+    pub stamps: Keyed<i64>,
     pub timeline: Vec<Observation>,
     pub base: Fields,
     pub base_stamp: i64,
@@ -40,7 +42,7 @@ pub struct OpportunityState {
     pub gap_stamp: i64,
     pub full_stamp: i64,
     pub merged_into: Option<String>,
-    pub open_alerts: IndexMap<String, i64>,
+    pub open_alerts: Keyed<i64>,
     pub memo: Memo,
 }
 

@@ -136,7 +136,7 @@ pub fn insert(
     if let Some(existing) = timeline.get(position) {
         if existing.stamp == stamp
             && existing.event_id == event_id
-            && (!event_id.is_empty() || pyvalue::map_eq(&existing.values, &values))
+            && (!event_id.is_empty() || pyvalue::fields_eq(&existing.values, &values))
         {
             return None;
         }
