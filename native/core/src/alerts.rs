@@ -3,6 +3,7 @@
 
 use crate::checks::Finding;
 use crate::clock::{iso, parse_date, render_datetime};
+use crate::names;
 use crate::pyvalue;
 use crate::rules::{Pipeline, RuleSet};
 use crate::state::{get, text, OpportunityState};
@@ -62,14 +63,14 @@ pub fn build_alert(
         "kind": "alert",
         "alert_id": id,
         "opportunity_id": state.opportunity_id,
-        "opportunity_name": get(values, "name"),
+        "opportunity_name": get(values, names::NAME),
         "pipeline": pipeline.id,
-        "stage": pipeline.canonical_stage(text(values, "stage")),
-        "owner_id": get(values, "owner_id"),
+        "stage": pipeline.canonical_stage(text(values, names::STAGE)),
+        "owner_id": get(values, names::OWNER_ID),
         "manager_id": rules.manager_of(values),
-        "amount": float(get(values, "amount")),
-        "currency": get(values, "currency"),
-        "close_date": date(get(values, "close_date")),
+        "amount": float(get(values, names::AMOUNT)),
+        "currency": get(values, names::CURRENCY),
+        "close_date": date(get(values, names::CLOSE_DATE)),
         "rule_id": finding.rule_id,
         "ruleset_version": rules.version,
         "severity": pipeline.severity_of(finding.rule_id),
@@ -97,7 +98,7 @@ pub fn build_resolution(
         "kind": "resolution",
         "alert_id": alert_id(&state.opportunity_id, rule_id, opened_ms),
         "opportunity_id": state.opportunity_id,
-        "owner_id": get(&state.fields, "owner_id"),
+        "owner_id": get(&state.fields, names::OWNER_ID),
         "rule_id": rule_id,
         "ruleset_version": rules.version,
         "resolved_at": render_datetime(resolved_ms),

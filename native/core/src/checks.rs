@@ -5,6 +5,7 @@
 use crate::clock::{add_days, days_between, DAY_MS};
 use crate::gate::{check_gate, fields_with_own_rule, rule_applies};
 use crate::junk::is_blank;
+use crate::names::{self, Name};
 use crate::pyvalue::{self, format_g, format_thousands, repr, str_of};
 use crate::rules::{Pipeline, RuleSet, Stage};
 use crate::state::{get, text, Fields, OpportunityState};
@@ -67,19 +68,19 @@ pub fn group_of(rule_id: &str) -> Option<Groups> {
     })
 }
 
-pub const STRUCTURAL_FIELDS: [&str; 3] = ["stage", "pipeline", "_deleted"];
+pub const STRUCTURAL_FIELDS: [Name; 3] = [names::STAGE, names::PIPELINE, names::DELETED];
 
 /// Field -> the groups that read it: the static table plus every field a
 /// stage's gate requires.
-pub fn field_groups(rules: &RuleSet) -> rustc_hash::FxHashMap<String, Groups> {
-    let mut table: rustc_hash::FxHashMap<String, Groups> = [
-        ("amount", AMOUNT | THREADING),
-        ("contact_count", THREADING),
-        ("close_date", CLOSE_DATE),
-        ("next_meeting_date", NEXT_MEETING),
-        ("next_step", NEXT_STEP),
-        ("next_step_date", NEXT_STEP),
-        ("forecast_category", FORECAST),
+pub fn field_groups(rules: &RuleSet) -> rustc_hash::FxHashMap<Name, Groups> {
+    let mut table: rustc_hash::FxHashMap<Name, Groups> = [
+        (names::AMOUNT, AMOUNT | THREADING),
+        (names::CONTACT_COUNT, THREADING),
+        (names::CLOSE_DATE, CLOSE_DATE),
+        (names::NEXT_MEETING_DATE, NEXT_MEETING),
+        (names::NEXT_STEP, NEXT_STEP),
+        (names::NEXT_STEP_DATE, NEXT_STEP),
+        (names::FORECAST_CATEGORY, FORECAST),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -87,7 +88,7 @@ pub fn field_groups(rules: &RuleSet) -> rustc_hash::FxHashMap<String, Groups> {
     for pipeline in &rules.pipelines {
         for required in &pipeline.required_by_position {
             for name in required {
-                *table.entry(name.clone()).or_insert(0) |= GATE;
+                *table.entry(*name).or_insert(0) |= GATE;
             }
         }
     }
@@ -110,8 +111,9 @@ impl Context<'_> {
     }
 }
 
-fn names(items: &[&str]) -> String {
-    items.join(", ")
+fn names(items: &[Name]) -> String {
+    let texts: Vec<&str> = items.iter().map(|n| n.as_str()).collect();
+    texts.join(", ")
 }
 
 fn gate(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
@@ -120,7 +122,7 @@ fn gate(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
         return;
     }
     let owned = fields_with_own_rule(ctx.pipeline, ctx.position);
-    let missing: Vec<&str> = verdict
+    let missing: Vec<Name> = verdict
         .missing
         .iter()
         .copied()
@@ -148,8 +150,8 @@ fn gate(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
         let mut shown = Map::new();
         for name in filler {
             shown.insert(
-                (*name).to_owned(),
-                ctx.values.get(*name).cloned().unwrap_or(Value::Null),
+                name.as_str().to_owned(),
+                ctx.values.get(name).cloned().unwrap_or(Value::Null),
             );
         }
         let listed: Vec<String> = shown
@@ -240,7 +242,7 @@ fn time_in_stage(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
 
 fn close_date(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
     let t = &ctx.pipeline.thresholds;
-    let close = get(ctx.values, "close_date");
+    let close = get(ctx.values, names::CLOSE_DATE);
     let placeholder = close.is_some_and(|c| rules.junk.is_placeholder_date(c));
     if let (Some(Value::String(close)), false) = (close, placeholder) {
         let today = ctx.today.as_str();
@@ -293,7 +295,7 @@ fn next_meeting(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     if !ctx.applies("next_meeting_missing") {
         return;
     }
-    let meeting = get(ctx.values, "next_meeting_date");
+    let meeting = get(ctx.values, names::NEXT_MEETING_DATE);
     if let Some(Value::String(m)) = meeting {
         if m.as_str() >= ctx.today.as_str() {
             return;
@@ -321,7 +323,7 @@ const CATEGORY_RANK: [(&str, i32); 5] = [
 ];
 
 fn forecast(ctx: &Context, rules: &RuleSet, found: &mut Vec<Finding>) {
-    let Some(raw) = get(ctx.values, "forecast_category") else {
+    let Some(raw) = get(ctx.values, names::FORECAST_CATEGORY) else {
         return;
     };
     let category = rules.standard_category(Some(raw));
@@ -368,7 +370,7 @@ fn amount(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     if !ctx.applies("amount_invalid") {
         return;
     }
-    let amount = get(ctx.values, "amount");
+    let amount = get(ctx.values, names::AMOUNT);
     if amount.and_then(pyvalue::number).is_some_and(|a| a > 0.0) {
         return;
     }
@@ -392,8 +394,8 @@ fn next_step(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     if !ctx.applies("next_step_missing") {
         return;
     }
-    let step = get(ctx.values, "next_step");
-    let due = get(ctx.values, "next_step_date");
+    let step = get(ctx.values, names::NEXT_STEP);
+    let due = get(ctx.values, names::NEXT_STEP_DATE);
     let blank = is_blank(step);
     let current = match due {
         None => true,
@@ -422,7 +424,7 @@ fn next_step(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
 
 fn threading(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     let t = &ctx.pipeline.thresholds.single_threaded;
-    let Some(amount) = get(ctx.values, "amount").and_then(pyvalue::number) else {
+    let Some(amount) = get(ctx.values, names::AMOUNT).and_then(pyvalue::number) else {
         return;
     };
     if amount < t.min_amount {
@@ -432,7 +434,7 @@ fn threading(ctx: &Context, _rules: &RuleSet, found: &mut Vec<Finding>) {
     let contacts = Value::from(ctx.state.contacts.len() as i64);
     let counted = ctx
         .values
-        .get("contact_count")
+        .get(&names::CONTACT_COUNT)
         .filter(|v| pyvalue::truthy(v))
         .cloned();
     let engaged = match counted {
@@ -502,7 +504,11 @@ const CHECKS: [(Groups, Check); 9] = [
 ];
 
 fn excluded(state: &OpportunityState) -> bool {
-    state.fields.get("_deleted").is_some_and(pyvalue::truthy) || state.merged_into.is_some()
+    state
+        .fields
+        .get(&names::DELETED)
+        .is_some_and(pyvalue::truthy)
+        || state.merged_into.is_some()
 }
 
 /// The conditions that hold at `now_ms`, in check order; with `groups`,
@@ -518,11 +524,11 @@ pub fn evaluate(
     }
     let values = &state.fields;
     let mut found = Vec::new();
-    let pipeline = rules.pipeline_for(get(values, "pipeline"));
+    let pipeline = rules.pipeline_for(get(values, names::PIPELINE));
     if groups.is_none() && state.needs_resync() {
         found.push(resync());
     }
-    let raw_stage = text(values, "stage");
+    let raw_stage = text(values, names::STAGE);
     match pipeline.stage_position(raw_stage) {
         None => {
             if let (None, Some(raw)) = (groups, raw_stage) {
@@ -558,8 +564,8 @@ pub fn next_due(state: &OpportunityState, rules: &RuleSet, now_ms: i64) -> Optio
         return None;
     }
     let values = &state.fields;
-    let pipeline = rules.pipeline_for(get(values, "pipeline"));
-    let position = pipeline.stage_position(text(values, "stage"))?;
+    let pipeline = rules.pipeline_for(get(values, names::PIPELINE));
+    let position = pipeline.stage_position(text(values, names::STAGE))?;
     let stage = &pipeline.stages[position];
     if stage.closed {
         return None;
@@ -580,13 +586,13 @@ pub fn next_due(state: &OpportunityState, rules: &RuleSet, now_ms: i64) -> Optio
     if let (Some(limit), Some(entered)) = (stage.max_days_in_stage, state.stage_entered_ms) {
         candidates.push(entered + (limit + 1) * DAY_MS);
     }
-    if let Some(close) = text(values, "close_date") {
+    if let Some(close) = text(values, names::CLOSE_DATE) {
         if let Some(close_ms) = rules.days.day_start_ms(close) {
             candidates.push(close_ms + DAY_MS);
             candidates.push(close_ms - t.parked_close_date_days * DAY_MS);
         }
     }
-    for name in ["next_meeting_date", "next_step_date"] {
+    for name in [names::NEXT_MEETING_DATE, names::NEXT_STEP_DATE] {
         if let Some(due) = text(values, name) {
             if let Some(due_ms) = rules.days.day_start_ms(due) {
                 candidates.push(due_ms + DAY_MS);

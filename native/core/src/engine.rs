@@ -5,6 +5,7 @@
 use crate::alerts::{build_alert, build_close_out, build_resolution, history_record};
 use crate::checks::{self, evaluate, field_groups, group_of, next_due, Finding, Groups};
 use crate::clock::{order_stamp, parse_occurred_ms};
+use crate::names::{self, Name};
 use crate::pyvalue;
 use crate::rules::{Pipeline, RuleSet};
 use crate::state::{get, text, Fields, OpportunityState};
@@ -14,15 +15,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 const CONTACTS_CAP: usize = 20;
-const TRACKED: [&str; 8] = [
-    "stage",
-    "amount",
-    "currency",
-    "close_date",
-    "forecast_category",
-    "owner_id",
-    "pipeline",
-    "_deleted",
+const TRACKED: [Name; 8] = [
+    names::STAGE,
+    names::AMOUNT,
+    names::CURRENCY,
+    names::CLOSE_DATE,
+    names::FORECAST_CATEGORY,
+    names::OWNER_ID,
+    names::PIPELINE,
+    names::DELETED,
 ];
 
 /// One OpportunityChange as `orjson.dumps(change.__dict__)` writes it.
@@ -37,7 +38,7 @@ pub struct Change {
     #[serde(default)]
     pub fields: Fields,
     #[serde(default)]
-    pub nulled_fields: Vec<String>,
+    pub nulled_fields: Vec<Name>,
     #[serde(default)]
     pub full: bool,
     #[serde(default)]
@@ -87,7 +88,7 @@ fn attribute_groups(touched: u16) -> Groups {
 
 pub struct Engine {
     pub rules: RuleSet,
-    field_groups: HashMap<String, Groups>,
+    field_groups: HashMap<Name, Groups>,
 }
 
 impl Engine {
@@ -117,8 +118,8 @@ impl Engine {
         // Which check groups read something this change altered (None: all).
         let mut dirty: Option<Groups> = Some(0);
         for (name, value) in &values {
-            if last_writer_wins(state, name, value, stamp) {
-                if checks::STRUCTURAL_FIELDS.contains(&name.as_str()) {
+            if last_writer_wins(state, *name, value, stamp) {
+                if checks::STRUCTURAL_FIELDS.contains(name) {
                     dirty = None;
                 } else if let (Some(d), Some(g)) = (dirty.as_mut(), self.field_groups.get(name)) {
                     *d |= g;
@@ -134,8 +135,8 @@ impl Engine {
 
         let mut tracked = Fields::default();
         for name in TRACKED {
-            if let Some(value) = values.get(name) {
-                tracked.insert(name.to_owned(), value.clone());
+            if let Some(value) = values.get(&name) {
+                tracked.insert(name, value.clone());
             }
         }
         let mut new_transitions: Vec<Transition> = Vec::new();
@@ -276,7 +277,7 @@ impl Engine {
         if found.is_empty() && state.open_alerts.is_empty() {
             return;
         }
-        let pipeline = rules.pipeline_for(get(&state.fields, "pipeline"));
+        let pipeline = rules.pipeline_for(get(&state.fields, names::PIPELINE));
         let covered = |rule: &str| match groups {
             None => true,
             Some(g) => group_of(rule).is_some_and(|r| r & g != 0),
@@ -323,7 +324,7 @@ impl Engine {
             if transition.kind != "stage_changed" {
                 continue;
             }
-            let pipeline = rules.pipeline_for(get(&state.fields, "pipeline"));
+            let pipeline = rules.pipeline_for(get(&state.fields, names::PIPELINE));
             let old = pipeline.position_of(transition.previous_stage.as_deref());
             let new = pipeline.position_of(transition.new_stage.as_deref());
             let (Some(old), Some(new)) = (old, new) else {
@@ -361,7 +362,7 @@ impl Engine {
     ) -> u16 {
         let mut touched = 0;
         let mut activity = (change.op == "activity").then_some(occurred);
-        if let Some(Value::String(day)) = values.get("last_activity_date") {
+        if let Some(Value::String(day)) = values.get(&names::LAST_ACTIVITY_DATE) {
             if let Some(day_ms) = self.rules.days.day_start_ms(day) {
                 activity = Some(activity.map_or(day_ms, |a| a.max(day_ms)));
             }
@@ -419,17 +420,17 @@ fn values_of(change: &Change) -> Fields {
         "upsert" | "restore" => {
             let mut values = change.fields.clone();
             for name in &change.nulled_fields {
-                values.insert(name.clone(), Value::Null);
+                values.insert(*name, Value::Null);
             }
             if change.op == "restore" || change.full {
                 // A whole record newer than a delete says the record exists.
-                values.insert("_deleted".into(), Value::Bool(false));
+                values.insert(names::DELETED, Value::Bool(false));
             }
             values
         }
         "delete" | "merge" => {
             let mut values = Fields::default();
-            values.insert("_deleted".into(), Value::Bool(true));
+            values.insert(names::DELETED, Value::Bool(true));
             values
         }
         _ => Fields::default(),
@@ -438,9 +439,9 @@ fn values_of(change: &Change) -> Fields {
 
 /// Per field, the newest stamp wins; equal stamps break ties on `repr` so
 /// that no two delivery orders can end differently.
-fn last_writer_wins(state: &mut OpportunityState, name: &str, value: &Value, stamp: i64) -> bool {
-    let current = state.fields.get(name);
-    if let Some(&held) = state.stamps.get(name) {
+fn last_writer_wins(state: &mut OpportunityState, name: Name, value: &Value, stamp: i64) -> bool {
+    let current = state.fields.get(&name);
+    if let Some(&held) = state.stamps.get(&name) {
         if stamp < held {
             return false;
         }
@@ -453,9 +454,9 @@ fn last_writer_wins(state: &mut OpportunityState, name: &str, value: &Value, sta
             }
         }
     }
-    state.stamps.insert(name.to_owned(), stamp);
+    state.stamps.insert(name, stamp);
     if value.is_null() {
-        return state.fields.shift_remove(name).is_some();
+        return state.fields.shift_remove(&name).is_some();
     }
     let changed = !current.is_some_and(|c| pyvalue::eq(value, c));
     state.fields.insert(name.to_owned(), value.clone());
@@ -466,10 +467,14 @@ fn resolution_reason(state: &OpportunityState, pipeline: &Pipeline) -> String {
     if let Some(into) = &state.merged_into {
         return format!("merged into {into}");
     }
-    if state.fields.get("_deleted").is_some_and(pyvalue::truthy) {
+    if state
+        .fields
+        .get(&names::DELETED)
+        .is_some_and(pyvalue::truthy)
+    {
         return "deleted in the CRM".into();
     }
-    if let Some(position) = pipeline.stage_position(text(&state.fields, "stage")) {
+    if let Some(position) = pipeline.stage_position(text(&state.fields, names::STAGE)) {
         if pipeline.stages[position].closed {
             return format!("closed as {}", pipeline.stages[position].name);
         }

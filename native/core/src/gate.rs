@@ -2,18 +2,19 @@
 //! are missing or filler.
 
 use crate::junk::{is_blank, JunkDetector};
+use crate::names::{self, Name};
 use crate::rules::Pipeline;
 use crate::state::Fields;
 
-const OWN_RULE_FIELDS: [(&str, &str); 3] = [
-    ("amount", "amount_invalid"),
-    ("next_step", "next_step_missing"),
-    ("next_meeting_date", "next_meeting_missing"),
+const OWN_RULE_FIELDS: [(Name, &str); 3] = [
+    (names::AMOUNT, "amount_invalid"),
+    (names::NEXT_STEP, "next_step_missing"),
+    (names::NEXT_MEETING_DATE, "next_meeting_missing"),
 ];
 
-pub struct GateVerdict<'a> {
-    pub missing: Vec<&'a str>,
-    pub junk: Vec<&'a str>,
+pub struct GateVerdict {
+    pub missing: Vec<Name>,
+    pub junk: Vec<Name>,
 }
 
 pub fn rule_applies(pipeline: &Pipeline, position: usize, rule_id: &str) -> bool {
@@ -23,7 +24,7 @@ pub fn rule_applies(pipeline: &Pipeline, position: usize, rule_id: &str) -> bool
 }
 
 /// Fields a dedicated rule reports at this stage (one problem, one alert).
-pub fn fields_with_own_rule(pipeline: &Pipeline, position: usize) -> Vec<&'static str> {
+pub fn fields_with_own_rule(pipeline: &Pipeline, position: usize) -> Vec<Name> {
     OWN_RULE_FIELDS
         .iter()
         .filter(|(_, rule)| pipeline.enabled(rule) && rule_applies(pipeline, position, rule))
@@ -31,12 +32,12 @@ pub fn fields_with_own_rule(pipeline: &Pipeline, position: usize) -> Vec<&'stati
         .collect()
 }
 
-pub fn check_gate<'a>(
-    pipeline: &'a Pipeline,
+pub fn check_gate(
+    pipeline: &Pipeline,
     position: usize,
     values: &Fields,
     junk: &JunkDetector,
-) -> GateVerdict<'a> {
+) -> GateVerdict {
     let mut verdict = GateVerdict {
         missing: Vec::new(),
         junk: Vec::new(),
@@ -45,11 +46,11 @@ pub fn check_gate<'a>(
         return verdict;
     }
     for name in &pipeline.required_by_position[position] {
-        let value = values.get(name.as_str());
+        let value = values.get(name);
         if is_blank(value) {
-            verdict.missing.push(name);
-        } else if name != "amount" && value.is_some_and(|v| junk.is_junk(name, v)) {
-            verdict.junk.push(name);
+            verdict.missing.push(*name);
+        } else if *name != names::AMOUNT && value.is_some_and(|v| junk.is_junk(*name, v)) {
+            verdict.junk.push(*name);
         }
     }
     verdict

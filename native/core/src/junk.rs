@@ -1,14 +1,15 @@
 //! Filler detection (processor/rules/junk.py).
 
+use crate::names::{self, Name};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
 use std::cell::RefCell;
 
-const DATE_FIELDS: [&str; 4] = [
-    "close_date",
-    "next_step_date",
-    "next_meeting_date",
-    "last_activity_date",
+const DATE_FIELDS: [Name; 4] = [
+    names::CLOSE_DATE,
+    names::NEXT_STEP_DATE,
+    names::NEXT_MEETING_DATE,
+    names::LAST_ACTIVITY_DATE,
 ];
 const MEMO_LIMIT: usize = 200_000;
 
@@ -47,7 +48,7 @@ impl JunkDetector {
         })
     }
 
-    pub fn is_junk(&self, field: &str, value: &Value) -> bool {
+    pub fn is_junk(&self, field: Name, value: &Value) -> bool {
         if DATE_FIELDS.contains(&field) {
             return self.is_placeholder_date(value);
         }

@@ -5,6 +5,7 @@
 
 use crate::clock::Days;
 use crate::junk::JunkDetector;
+use crate::names::{self, Name};
 use crate::pyvalue::casefold;
 use rustc_hash::FxHashMap as HashMap;
 use serde::Deserialize;
@@ -47,7 +48,7 @@ pub struct Pipeline {
     pub id: String,
     pub stages: Vec<Stage>,
     stage_index: HashMap<String, usize>,
-    pub required_by_position: Vec<Vec<String>>,
+    pub required_by_position: Vec<Vec<Name>>,
     rule_start: HashMap<String, Option<usize>>,
     pub close_out_stage: String,
     severity: HashMap<String, String>,
@@ -170,12 +171,12 @@ impl RuleSet {
 
     /// The deal's manager: its own field, else its owner's from the rules.
     pub fn manager_of(&self, values: &crate::state::Fields) -> Option<String> {
-        if let Some(manager) = values.get("manager_id") {
+        if let Some(manager) = values.get(&names::MANAGER_ID) {
             if crate::pyvalue::truthy(manager) {
                 return Some(crate::pyvalue::str_of(manager));
             }
         }
-        match values.get("owner_id") {
+        match values.get(&names::OWNER_ID) {
             Some(Value::String(owner)) => self.owner_managers.get(owner).cloned(),
             _ => None,
         }

@@ -1,11 +1,12 @@
 //! One opportunity's state (schemas/state.py) and what is cached beside it.
 
+use crate::names::Name;
 use crate::timeline::Walk;
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
 use serde_json::Value;
 
-pub type Fields = IndexMap<String, Value, FxBuildHasher>;
+pub type Fields = IndexMap<Name, Value, FxBuildHasher>;
 pub type Keyed<V> = IndexMap<String, V, FxBuildHasher>;
 
 /// (order stamp, event id, tracked values carried by that event).
@@ -28,7 +29,7 @@ pub struct Memo {
 pub struct OpportunityState {
     pub opportunity_id: String,
     pub fields: Fields,
-    pub stamps: Keyed<i64>,
+    pub stamps: IndexMap<Name, i64, FxBuildHasher>,
     pub timeline: Vec<Observation>,
     pub base: Fields,
     pub base_stamp: i64,
@@ -65,10 +66,10 @@ impl OpportunityState {
 
 /// A field's value as Python's `dict.get` sees it, with JSON null as absent
 /// (a walk's values keep cleared fields as None, which reads the same).
-pub fn get<'a>(values: &'a Fields, name: &str) -> Option<&'a Value> {
-    values.get(name).filter(|v| !v.is_null())
+pub fn get(values: &Fields, name: Name) -> Option<&Value> {
+    values.get(&name).filter(|v| !v.is_null())
 }
 
-pub fn text<'a>(values: &'a Fields, name: &str) -> Option<&'a str> {
-    values.get(name).and_then(Value::as_str)
+pub fn text(values: &Fields, name: Name) -> Option<&str> {
+    values.get(&name).and_then(Value::as_str)
 }

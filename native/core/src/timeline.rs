@@ -3,6 +3,7 @@
 //! event-time order, so delivery order and redelivery cannot change it.
 
 use crate::clock::{days_between, stamp_ms};
+use crate::names::{self, Name};
 use crate::pyvalue;
 use crate::rules::RuleSet;
 use crate::state::{get, text, Fields, Observation, OpportunityState};
@@ -12,13 +13,14 @@ use uuid::Uuid;
 pub const TIMELINE_CAP: usize = 32;
 const NAMESPACE: Uuid = Uuid::from_u128(0x5b7d7f0e_4c1a_4d7e_9f57_3b1f0b2f6a10);
 
-const ENTERED: &str = "_entered";
-const PUSHES: &str = "_pushes";
-const FIRST_CLOSE: &str = "_first_close";
-const STARTED: &str = "_started";
-const CATEGORY: &str = "_category";
-const CONTEXT_KEYS: [&str; 5] = [ENTERED, PUSHES, FIRST_CLOSE, STARTED, CATEGORY];
-const NAMING_FIELDS: [&str; 4] = ["stage", "_deleted", "forecast_category", "pipeline"];
+use crate::names::{CATEGORY, ENTERED, FIRST_CLOSE, PUSHES, STARTED};
+const CONTEXT_KEYS: [Name; 5] = [ENTERED, PUSHES, FIRST_CLOSE, STARTED, CATEGORY];
+const NAMING_FIELDS: [Name; 4] = [
+    names::STAGE,
+    names::DELETED,
+    names::FORECAST_CATEGORY,
+    names::PIPELINE,
+];
 
 #[derive(Clone)]
 pub struct Transition {
@@ -86,14 +88,14 @@ pub fn record_id(opportunity_id: &str, event_id: &str) -> String {
 /// The standard forecast category of these values: a closed stage decides
 /// it, else the rep's explicit category, else the stage's mapping.
 pub fn forecast_category(rules: &RuleSet, values: &Fields) -> Option<String> {
-    let pipeline = rules.pipeline_for(get(values, "pipeline"));
+    let pipeline = rules.pipeline_for(get(values, names::PIPELINE));
     let stage = pipeline
-        .stage_position(text(values, "stage"))
+        .stage_position(text(values, names::STAGE))
         .map(|p| &pipeline.stages[p]);
     let category = match stage {
         Some(s) if s.closed => None,
         _ => rules
-            .standard_category(get(values, "forecast_category"))
+            .standard_category(get(values, names::FORECAST_CATEGORY))
             .map(str::to_owned),
     };
     category.or_else(|| stage.map(|s| s.forecast_category.clone()))
@@ -101,7 +103,7 @@ pub fn forecast_category(rules: &RuleSet, values: &Fields) -> Option<String> {
 
 /// Only observations that can start a transition keep their event id.
 pub fn observation_id(event_id: &str, values: &Fields) -> String {
-    if NAMING_FIELDS.iter().any(|n| values.contains_key(*n)) {
+    if NAMING_FIELDS.iter().any(|n| values.contains_key(n)) {
         event_id.to_owned()
     } else {
         String::new()
@@ -172,14 +174,14 @@ impl Walk {
         let base = &state.base;
         let values: Fields = base
             .iter()
-            .filter(|(k, _)| !CONTEXT_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| !CONTEXT_KEYS.contains(k))
+            .map(|(k, v)| (*k, v.clone()))
             .collect();
         let mut walk = Walk {
-            entered: base.get(ENTERED).and_then(Value::as_i64),
-            pushes: base.get(PUSHES).and_then(Value::as_i64).unwrap_or(0),
+            entered: base.get(&ENTERED).and_then(Value::as_i64),
+            pushes: base.get(&PUSHES).and_then(Value::as_i64).unwrap_or(0),
             first_close: get(base, FIRST_CLOSE).cloned(),
-            started: base.get(STARTED).is_some_and(pyvalue::truthy),
+            started: base.get(&STARTED).is_some_and(pyvalue::truthy),
             values,
             stage: None,
             deleted: false,
@@ -188,9 +190,12 @@ impl Walk {
             transitions: Vec::new(),
         };
         walk.stage = walk.canonical_stage(rules);
-        walk.deleted = walk.values.get("_deleted").is_some_and(pyvalue::truthy);
+        walk.deleted = walk
+            .values
+            .get(&names::DELETED)
+            .is_some_and(pyvalue::truthy);
         // States folded before categories were tracked have no _category.
-        walk.category = match base.get(CATEGORY) {
+        walk.category = match base.get(&CATEGORY) {
             Some(value) => value.as_str().map(str::to_owned),
             None if walk.started => forecast_category(rules, &walk.values),
             None => None,
@@ -201,31 +206,28 @@ impl Walk {
     pub fn to_base(&self) -> Fields {
         let mut base = self.values.clone();
         let opt_i = |v: Option<i64>| v.map_or(Value::Null, Value::from);
-        base.insert(ENTERED.into(), opt_i(self.entered));
-        base.insert(PUSHES.into(), Value::from(self.pushes));
+        base.insert(ENTERED, opt_i(self.entered));
+        base.insert(PUSHES, Value::from(self.pushes));
+        base.insert(FIRST_CLOSE, self.first_close.clone().unwrap_or(Value::Null));
+        base.insert(STARTED, Value::Bool(self.started));
         base.insert(
-            FIRST_CLOSE.into(),
-            self.first_close.clone().unwrap_or(Value::Null),
-        );
-        base.insert(STARTED.into(), Value::Bool(self.started));
-        base.insert(
-            CATEGORY.into(),
+            CATEGORY,
             self.category.clone().map_or(Value::Null, Value::String),
         );
         base
     }
 
     fn canonical_stage(&self, rules: &RuleSet) -> Option<String> {
-        let pipeline = rules.pipeline_for(get(&self.values, "pipeline"));
-        pipeline.canonical_stage(text(&self.values, "stage"))
+        let pipeline = rules.pipeline_for(get(&self.values, names::PIPELINE));
+        pipeline.canonical_stage(text(&self.values, names::STAGE))
     }
 
     pub fn step(&mut self, observation: &Observation, rules: &RuleSet) {
         self.stamp = observation.stamp;
         let changed = &observation.values;
-        if let Some(new_close) = get(changed, "close_date") {
+        if let Some(new_close) = get(changed, names::CLOSE_DATE) {
             if let (Some(Value::String(old)), Value::String(new)) =
-                (get(&self.values, "close_date"), new_close)
+                (get(&self.values, names::CLOSE_DATE), new_close)
             {
                 if new > old {
                     self.pushes += 1;
@@ -236,10 +238,13 @@ impl Walk {
             }
         }
         for (k, v) in changed {
-            self.values.insert(k.clone(), v.clone());
+            self.values.insert(*k, v.clone());
         }
         let stage = self.canonical_stage(rules);
-        let deleted = self.values.get("_deleted").is_some_and(pyvalue::truthy);
+        let deleted = self
+            .values
+            .get(&names::DELETED)
+            .is_some_and(pyvalue::truthy);
         let at = stamp_ms(observation.stamp);
         let event_id = &observation.event_id;
         if !self.started {
@@ -306,9 +311,9 @@ impl Walk {
         previous_entered: Option<i64>,
     ) {
         let values = &self.values;
-        let pipeline = rules.pipeline_for(get(values, "pipeline"));
+        let pipeline = rules.pipeline_for(get(values, names::PIPELINE));
         let stage = pipeline
-            .stage_position(text(values, "stage"))
+            .stage_position(text(values, names::STAGE))
             .map(|p| &pipeline.stages[p]);
         let transition = Transition {
             kind,
@@ -318,11 +323,11 @@ impl Walk {
             previous_stage: previous,
             new_stage: new,
             previous_entered_ms: previous_entered,
-            amount: get(values, "amount").cloned(),
-            currency: get(values, "currency").cloned(),
-            close_date: get(values, "close_date").cloned(),
+            amount: get(values, names::AMOUNT).cloned(),
+            currency: get(values, names::CURRENCY).cloned(),
+            close_date: get(values, names::CLOSE_DATE).cloned(),
             forecast_category: forecast_category(rules, values),
-            owner_id: get(values, "owner_id").cloned(),
+            owner_id: get(values, names::OWNER_ID).cloned(),
             pipeline: pipeline.id.clone(),
             is_closed: stage.is_some_and(|s| s.closed),
             is_won: stage.is_some_and(|s| s.won),
@@ -332,7 +337,7 @@ impl Walk {
     }
 
     pub fn summary(&self) -> Summary {
-        let current = get(&self.values, "close_date");
+        let current = get(&self.values, names::CLOSE_DATE);
         let mut slip = 0;
         if let (Some(first), Some(current)) = (&self.first_close, current) {
             if pyvalue::truthy(first) && pyvalue::truthy(current) {
