@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -25,9 +25,12 @@ from processor.simulate import simulate
 from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
 from schemas import OpportunityChange, OpportunityState
+from schemas.state import state_from_json, state_to_json
 from tests.builders import HEALTHY_DISCOVERY, HEALTHY_NEGOTIATION, change, ms
 
 hygiene_core = pytest.importorskip("hygiene_core")
+if TYPE_CHECKING:
+    from hygiene_core import Core
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH = 256
@@ -133,14 +136,14 @@ def check(rules: RuleSet, steps: Sequence[Step]) -> Streams:
 
 # ---- simulated traffic ---------------------------------------------------------
 
-def traffic(rules: RuleSet, seed: int, fmt: str, opportunities: int) -> list[Step]:
+def traffic(rules: RuleSet, seed: int, fmt: str, opportunities: int) -> list[OpportunityChange]:
     sim = simulate(opportunities=opportunities, days=90, seed=seed, fmt=fmt,  # type: ignore[arg-type]
                    start=START, rules=rules)
     mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
-    steps: list[Step] = []
+    changes: list[OpportunityChange] = []
     for raw in sim.events:
-        steps.extend(decode(raw, mappings).changes)
-    return steps
+        changes.extend(decode(raw, mappings).changes)
+    return changes
 
 
 def with_final_sweep(changes: list[OpportunityChange]) -> list[Step]:
@@ -154,14 +157,14 @@ def with_final_sweep(changes: list[OpportunityChange]) -> list[Step]:
 ])
 def test_simulated_traffic_gives_identical_records(seed: int, fmt: str) -> None:
     rules = RULES["default"]
-    python = check(rules, with_final_sweep(traffic(rules, seed, fmt, 400)))  # type: ignore[arg-type]
+    python = check(rules, with_final_sweep(traffic(rules, seed, fmt, 400)))
     assert python.alerts and python.history and python.commands  # the comparison saw all three
 
 
 @pytest.mark.parametrize("variant", ["new_york", "disabled", "managers"])
 def test_rule_set_variants_give_identical_records(variant: str) -> None:
     rules = RULES[variant]
-    check(rules, with_final_sweep(traffic(rules, 7, "mixed", 400)))  # type: ignore[arg-type]
+    check(rules, with_final_sweep(traffic(rules, 7, "mixed", 400)))
 
 
 @pytest.mark.parametrize("variant", ["default", "new_york"])
@@ -171,7 +174,7 @@ def test_shuffled_and_redelivered_traffic_gives_identical_records(variant: str) 
     rules = RULES[variant]
     changes = traffic(rules, 11, "mixed", 150)
     rng = random.Random(11)
-    redelivered = changes + rng.sample(changes, len(changes) // 5)
+    redelivered: list[Step] = [*changes, *rng.sample(changes, len(changes) // 5)]
     rng.shuffle(redelivered)
     steps: list[Step] = list(redelivered)
     # Sweeps in between, including one behind the events (a lagging clock).
@@ -196,9 +199,9 @@ def test_equal_stamps_break_ties_the_same_way() -> None:
     check(rules, steps)
 
 
-def test_a_long_history_folds_into_the_base_identically() -> None:
-    rules = RULES["default"]
-    steps: list[Step] = [change(0, **HEALTHY_NEGOTIATION, event_id="sf:" + "k" * 40)]
+def long_history(opp: str) -> list[OpportunityChange]:
+    """119 changes to one deal: its timeline outgrows the cap and folds."""
+    steps = [change(0, opp=opp, **HEALTHY_NEGOTIATION, event_id=f"sf:{opp}:" + "k" * 40)]
     stages = ["Discovery", "Solution", "Proposal", "Negotiation", "Prospecting"]
     for day in range(1, 120):
         fields: dict[str, Any] = {"amount": 40000.0 + day}
@@ -208,7 +211,13 @@ def test_a_long_history_folds_into_the_base_identically() -> None:
             fields["close_date"] = f"2026-{(day % 12) + 1:02d}-15"
         if day % 13 == 0:
             fields["forecast_category"] = "Best Case"
-        steps.append(change(day, event_id=f"sf:{'t' * 40}:{day}", **fields))
+        steps.append(change(day, opp=opp, event_id=f"sf:{opp}:{'t' * 40}:{day}", **fields))
+    return steps
+
+
+def test_a_long_history_folds_into_the_base_identically() -> None:
+    rules = RULES["default"]
+    steps: list[Step] = list(long_history("006A"))
     # Late events: one inside the kept timeline, one older than the fold.
     steps.append(change(110.5, event_id="late-1", stage="Proposal"))
     steps.append(change(3.5, event_id="late-2", stage="Solution", amount=1.0))
@@ -346,3 +355,86 @@ def test_incremental_evaluation_resolves_identically(
     python = check(RULES["default"], [change(0, **fields, nulled=nulled),
                                       change(1, contacts=["c1"]), change(2, **fixed)])
     assert [a.rule_id for a in python.alerts if a.kind == "resolution"] == [rule_id]
+
+
+# ---- the stored form -------------------------------------------------------------
+
+def _python_apply(engine: Engine, states: dict[str, OpportunityState],
+                  changes: Sequence[OpportunityChange], out: Streams) -> None:
+    for item in changes:
+        state, outcome = engine.apply(states.get(item.opportunity_id), item)
+        states[item.opportunity_id] = state
+        out.add_outcome(outcome)
+
+
+def _native_apply(core: Core, changes: Sequence[OpportunityChange], out: Streams) -> None:
+    encoded = [orjson.dumps(c.__dict__) for c in changes]
+    for start in range(0, len(encoded), BATCH):
+        out.add(*core.apply_batch(encoded[start:start + BATCH]))
+
+
+@pytest.mark.parametrize("variant", ["default", "new_york"])
+def test_stored_states_are_identical_and_carry_on_identically(variant: str) -> None:
+    """``dump_state`` writes what ``state_to_json`` writes; a state stored by
+    either engine loads in the other; and both carry on from a stored state
+    (no memo: full derivation) with the same records."""
+    rules = RULES[variant]
+    changes = [*traffic(rules, 21, "mixed", 200), *long_history("006LONG")]
+    rng = random.Random(21)
+    rng.shuffle(changes)
+    late = [*rng.sample(changes, len(changes) // 10),  # redelivered after the restore
+            change(1.5, opp="006LONG", event_id="before-the-fold", stage="Solution")]
+    half = len(changes) // 2
+    engine = Engine(rules)
+    states: dict[str, OpportunityState] = {}
+    core = hygiene_core.Core(native_rules(rules))
+    python, native = Streams(), Streams()
+    _python_apply(engine, states, changes[:half], python)
+    _native_apply(core, changes[:half], native)
+    assert_same(python, native)
+    assert core.dump_state("no such opportunity") is None
+    for opportunity_id, state in states.items():
+        stored = core.dump_state(opportunity_id)
+        assert orjson.loads(stored) == orjson.loads(state_to_json(state))
+        assert state_from_json(stored).model_dump() == state.model_dump()
+    assert any(state.base for state in states.values())  # some timelines were folded
+
+    # Both restart from storage: Python from the native dump, native from Python's.
+    restored = {o: state_from_json(core.dump_state(o)) for o in states}
+    fresh = hygiene_core.Core(native_rules(rules))
+    for state in states.values():
+        fresh.load_state(state_to_json(state))
+    assert len(fresh) == len(states)
+    python, native = Streams(), Streams()
+    rest = [*changes[half:], *late]
+    _python_apply(engine, restored, rest, python)
+    _native_apply(fresh, rest, native)
+    last = max(to_ms(c.occurred_at) for c in changes)
+    for state in restored.values():
+        python.add_outcome(engine.sweep(state, last))
+    native.add(*fresh.sweep_all(last))
+    assert_same(python, native)
+    assert python.history and python.alerts
+    for opportunity_id, state in restored.items():
+        assert orjson.loads(fresh.dump_state(opportunity_id)) == orjson.loads(state_to_json(state))
+
+
+def test_legacy_stored_forms_load() -> None:
+    """The list timeline and absolute stamps written before packing."""
+    rules = RULES["default"]
+    engine = Engine(rules)
+    state, _ = engine.apply(None, change(0, opp="legacy", **HEALTHY_DISCOVERY, event_id="a"))
+    state, _ = engine.apply(state, change(1, opp="legacy", stage="Solution", event_id="b"))
+    legacy = orjson.loads(state_to_json(state))
+    legacy["timeline"] = [list(o) for o in state.timeline]
+    legacy["stamps"] = dict(state.stamps)
+    core = hygiene_core.Core(native_rules(rules))
+    core.load_state(orjson.dumps(legacy))
+    assert orjson.loads(core.dump_state("legacy")) == orjson.loads(state_to_json(state))
+    restored = state_from_json(orjson.dumps(legacy))
+    steps = [change(2, opp="legacy", stage="Proposal", event_id="c"),
+             change(0.5, opp="legacy", stage="Discovery", amount=7.0, event_id="late")]
+    python, native = Streams(), Streams()
+    _python_apply(engine, {"legacy": restored}, steps, python)
+    _native_apply(core, steps, native)
+    assert_same(python, native)

@@ -73,6 +73,27 @@ impl Core {
         to_lists(py, &outcome)
     }
 
+    /// The state's stored form (schemas/state.py `state_to_json`), or None
+    /// for an opportunity never seen.
+    fn dump_state(&self, py: Python<'_>, opportunity_id: &str) -> PyResult<Option<Py<PyBytes>>> {
+        let Some(state) = self.states.get(opportunity_id) else {
+            return Ok(None);
+        };
+        let raw = serde_json::to_vec(&crate::stored::dump(state))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Some(PyBytes::new(py, &raw).unbind()))
+    }
+
+    /// Puts a stored state in place of whatever is held for its opportunity
+    /// (a state read back starts without a memo and derives in full).
+    fn load_state(&mut self, raw: &[u8]) -> PyResult<()> {
+        let data: serde_json::Value =
+            serde_json::from_slice(raw).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let state = crate::stored::load(&data).map_err(PyValueError::new_err)?;
+        self.states.insert(state.opportunity_id.clone(), state);
+        Ok(())
+    }
+
     fn __len__(&self) -> usize {
         self.states.len()
     }

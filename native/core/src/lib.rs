@@ -12,6 +12,7 @@ pub mod names;
 pub mod pyvalue;
 pub mod rules;
 pub mod state;
+pub mod stored;
 pub mod timeline;
 
 use pyo3::prelude::*;
