@@ -27,6 +27,7 @@ from processor.sources.mapping import FieldMappings
 from schemas import OpportunityChange, OpportunityState
 from schemas.state import state_from_json, state_to_json
 from tests.builders import HEALTHY_DISCOVERY, HEALTHY_NEGOTIATION, change, ms
+from tests.core.test_engine import ONE_INPUT_CASES
 
 hygiene_core = pytest.importorskip("hygiene_core")
 if TYPE_CHECKING:
@@ -336,16 +337,7 @@ def test_unit_cases_give_identical_records(case: str, variant: str) -> None:
     check(RULES[variant], CASES[case])
 
 
-@pytest.mark.parametrize(("rule_id", "broken", "fixed"), [
-    ("single_threaded", {"amount": 300000.0}, {"contact_count": 4}),
-    ("amount_invalid", {"amount": 0.0}, {"amount": 90000.0}),
-    ("next_step_missing", {"next_step": None}, {"next_step": "Security review"}),
-    ("next_meeting_missing", {"next_meeting_date": None}, {"next_meeting_date": "2026-01-16"}),
-    ("forecast_category_mismatch", {"stage": "Discovery"}, {"forecast_category": "Pipeline"}),
-    ("stage_gate_missing_fields", {"champion": None}, {"champion": "Dana Ruiz"}),
-    ("stage_gate_junk_values", {"champion": "asdf"}, {"champion": "Dana Ruiz"}),
-    ("close_date_past", {"close_date": "2026-01-02"}, {"close_date": "2026-02-27"}),
-])
+@pytest.mark.parametrize(("rule_id", "broken", "fixed"), ONE_INPUT_CASES)
 def test_incremental_evaluation_resolves_identically(
     rule_id: str, broken: dict[str, Any], fixed: dict[str, Any]
 ) -> None:
