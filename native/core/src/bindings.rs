@@ -17,12 +17,8 @@ pub struct Core {
 }
 
 fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
-    let encode = |records: &[serde_json::Value]| -> PyResult<Py<PyList>> {
-        let items: Vec<Bound<'_, PyBytes>> = records
-            .iter()
-            .map(|r| serde_json::to_vec(r).map(|b| PyBytes::new(py, &b)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let encode = |records: &[Vec<u8>]| -> PyResult<Py<PyList>> {
+        let items = records.iter().map(|r| PyBytes::new(py, r));
         Ok(PyList::new(py, items)?.unbind())
     };
     Ok((

@@ -49,9 +49,10 @@ pub struct Change {
 
 #[derive(Default)]
 pub struct Outcome {
-    pub alerts: Vec<Value>,
-    pub history: Vec<Value>,
-    pub commands: Vec<Value>,
+    /// Each record's JSON, as published.
+    pub alerts: Vec<Vec<u8>>,
+    pub history: Vec<Vec<u8>>,
+    pub commands: Vec<Vec<u8>>,
 }
 
 /// State attributes (not fields) that checks read, as bits.
@@ -300,13 +301,13 @@ impl Engine {
                 continue;
             }
             let alert = build_alert(state, finding, rules, pipeline, now_ms, event_id, None);
-            state.open_alerts.insert(finding.rule_id.to_owned(), now_ms);
             if finding.rule_id == "stale_close_out" {
                 outcome
                     .commands
                     .push(build_close_out(state, &alert, pipeline, rules));
             }
-            outcome.alerts.push(alert);
+            outcome.alerts.push(alert.to_json());
+            state.open_alerts.insert(finding.rule_id.to_owned(), now_ms);
         }
     }
 
@@ -339,15 +340,18 @@ impl Engine {
             let record = timeline::record_id(&state.opportunity_id, &transition.event_id);
             let compact: String = record.replace('-', "").chars().take(20).collect();
             let identifier = format!("al_{compact}_{}", finding.rule_id);
-            outcome.alerts.push(build_alert(
-                state,
-                &finding,
-                rules,
-                pipeline,
-                transition.at_ms,
-                Some(event_id),
-                Some(identifier),
-            ));
+            outcome.alerts.push(
+                build_alert(
+                    state,
+                    &finding,
+                    rules,
+                    pipeline,
+                    transition.at_ms,
+                    Some(event_id),
+                    Some(identifier),
+                )
+                .to_json(),
+            );
         }
     }
 
