@@ -49,12 +49,22 @@ impl Core {
         for (index, raw) in changes.iter().enumerate() {
             let change: Change = serde_json::from_slice(raw.as_bytes())
                 .map_err(|e| PyValueError::new_err(format!("change {index}: {e}")))?;
-            let state = self
+            // Looked up before inserting: an entry() would copy the id per change.
+            let index = match self.states.get_index_of(change.opportunity_id.as_str()) {
+                Some(index) => index,
+                None => {
+                    let state = OpportunityState::new(&change.opportunity_id);
+                    self.states
+                        .insert_full(change.opportunity_id.clone(), state)
+                        .0
+                }
+            };
+            let (_, state) = self
                 .states
-                .entry(change.opportunity_id.clone())
-                .or_insert_with(|| OpportunityState::new(&change.opportunity_id));
+                .get_index_mut(index)
+                .expect("just found or inserted");
             self.engine
-                .apply(state, &change, &mut outcome)
+                .apply(state, change, &mut outcome)
                 .map_err(|e| PyValueError::new_err(format!("change {index}: {e}")))?;
         }
         to_lists(py, &outcome)

@@ -104,7 +104,7 @@ impl Engine {
     pub fn apply(
         &self,
         state: &mut OpportunityState,
-        change: &Change,
+        mut change: Change,
         outcome: &mut Outcome,
     ) -> Result<(), String> {
         let occurred = parse_occurred_ms(&change.occurred_at).ok_or_else(|| {
@@ -114,7 +114,8 @@ impl Engine {
             )
         })?;
         let stamp = order_stamp(occurred, change.sequence, &change.event_id);
-        let values = values_of(change);
+        let values = values_of(&mut change);
+        let change = &change;
 
         // Which check groups read something this change altered (None: all).
         let mut dirty: Option<Groups> = Some(0);
@@ -419,10 +420,10 @@ fn summarize(state: &mut OpportunityState, summary: &timeline::Summary) {
     state.close_slip_days = summary.close_slip_days;
 }
 
-fn values_of(change: &Change) -> Fields {
+fn values_of(change: &mut Change) -> Fields {
     match change.op.as_str() {
         "upsert" | "restore" => {
-            let mut values = change.fields.clone();
+            let mut values = std::mem::take(&mut change.fields);
             for name in &change.nulled_fields {
                 values.insert(*name, Value::Null);
             }
