@@ -49,8 +49,10 @@ struct Interner {
     names: Vec<&'static str>,
 }
 
-/// Names are never freed: they are the CRM's field names after mapping, a
-/// set bounded by the mappings, not by the traffic.
+/// Names are never freed: they are canonical names plus the field names a
+/// generic source keeps unmapped, a set bounded by the CRMs' schemas rather
+/// than by the traffic (a producer inventing a new field name per event would
+/// grow it; see STATUS.md).
 fn interner() -> &'static Mutex<Interner> {
     static TABLE: OnceLock<Mutex<Interner>> = OnceLock::new();
     TABLE.get_or_init(|| {
