@@ -349,6 +349,26 @@ def test_incremental_evaluation_resolves_identically(
     assert [a.rule_id for a in python.alerts if a.kind == "resolution"] == [rule_id]
 
 
+def test_an_unreadable_change_is_skipped_and_reported_not_fatal() -> None:
+    """As the replay dead-letters a change the engine cannot take and goes
+    on, the batch goes on: the other changes give Python's records."""
+    rules = RULES["default"]
+    good = [change(0, opp="r1", **HEALTHY_DISCOVERY), change(1, opp="r1", stage="Proposal"),
+            change(2, opp="r2", **HEALTHY_NEGOTIATION)]
+    bad_time = {**good[1].__dict__, "occurred_at": "yesterday"}
+    batch = [orjson.dumps(good[0].__dict__), b"{not json", orjson.dumps(good[1].__dict__),
+             orjson.dumps(bad_time), orjson.dumps(good[2].__dict__)]
+    core = hygiene_core.Core(native_rules(rules))
+    native = Streams()
+    native.add(*core.apply_batch(batch))
+    assert_same(python_run(rules, good), native)
+    rejects = core.take_rejects()
+    assert [index for index, _ in rejects] == [1, 3]
+    assert "yesterday" in rejects[1][1]
+    assert core.take_rejects() == []
+    assert len(core) == 2
+
+
 # ---- the stored form -------------------------------------------------------------
 
 def _python_apply(engine: Engine, states: dict[str, OpportunityState],

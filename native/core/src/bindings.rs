@@ -14,6 +14,7 @@ type Triple = (Py<PyList>, Py<PyList>, Py<PyList>);
 pub struct Core {
     engine: Engine,
     states: crate::state::Keyed<OpportunityState>,
+    rejects: Vec<(usize, String)>,
 }
 
 fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
@@ -36,10 +37,14 @@ impl Core {
         Ok(Core {
             engine: Engine::new(rules),
             states: Default::default(),
+            rejects: Vec::new(),
         })
     }
 
-    /// Applies the changes in order, as `Engine.apply` per change would.
+    /// Applies the changes in order, as `Engine.apply` per change would. A
+    /// change that cannot be read is skipped, not fatal to the batch (the
+    /// replay dead-letters such a change and goes on): `take_rejects` says
+    /// which.
     fn apply_batch(
         &mut self,
         py: Python<'_>,
@@ -47,8 +52,18 @@ impl Core {
     ) -> PyResult<Triple> {
         let mut outcome = Outcome::default();
         for (index, raw) in changes.iter().enumerate() {
-            let change: Change = serde_json::from_slice(raw.as_bytes())
-                .map_err(|e| PyValueError::new_err(format!("change {index}: {e}")))?;
+            let change: Change = match serde_json::from_slice(raw.as_bytes()) {
+                Ok(change) => change,
+                Err(e) => {
+                    self.rejects
+                        .push((index, format!("not an OpportunityChange: {e}")));
+                    continue;
+                }
+            };
+            if let Err(e) = self.engine.check(&change) {
+                self.rejects.push((index, e));
+                continue;
+            }
             // Looked up before inserting: an entry() would copy the id per change.
             let index = match self.states.get_index_of(change.opportunity_id.as_str()) {
                 Some(index) => index,
@@ -63,11 +78,15 @@ impl Core {
                 .states
                 .get_index_mut(index)
                 .expect("just found or inserted");
-            self.engine
-                .apply(state, change, &mut outcome)
-                .map_err(|e| PyValueError::new_err(format!("change {index}: {e}")))?;
+            self.engine.apply(state, change, &mut outcome);
         }
         to_lists(py, &outcome)
+    }
+
+    /// The changes skipped since the last call, as (index in its batch,
+    /// why), oldest first.
+    fn take_rejects(&mut self) -> Vec<(usize, String)> {
+        std::mem::take(&mut self.rejects)
     }
 
     /// `Engine.sweep` over every state, in the order they were first seen.

@@ -101,18 +101,20 @@ impl Engine {
         }
     }
 
-    pub fn apply(
-        &self,
-        state: &mut OpportunityState,
-        mut change: Change,
-        outcome: &mut Outcome,
-    ) -> Result<(), String> {
-        let occurred = parse_occurred_ms(&change.occurred_at).ok_or_else(|| {
-            format!(
+    /// What `apply` relies on and the Python engine would raise on: a change
+    /// failing here is skipped by the caller instead of applied.
+    pub fn check(&self, change: &Change) -> Result<(), String> {
+        match parse_occurred_ms(&change.occurred_at) {
+            Some(_) => Ok(()),
+            None => Err(format!(
                 "occurred_at {:?} is not an aware ISO datetime",
                 change.occurred_at
-            )
-        })?;
+            )),
+        }
+    }
+
+    pub fn apply(&self, state: &mut OpportunityState, mut change: Change, outcome: &mut Outcome) {
+        let occurred = parse_occurred_ms(&change.occurred_at).unwrap_or_default();
         let stamp = order_stamp(occurred, change.sequence, &change.event_id);
         let values = values_of(&mut change);
         let change = &change;
@@ -199,7 +201,6 @@ impl Engine {
         let now = state.high_water_ms;
         self.reconcile(state, now, Some(&change.event_id), outcome, dirty);
         self.notices(state, &new_transitions, &change.event_id, outcome);
-        Ok(())
     }
 
     /// Re-evaluates time-driven rules at `now_ms`, never before the latest
