@@ -60,10 +60,13 @@ impl Core {
                     continue;
                 }
             };
-            if let Err(e) = self.engine.check(&change) {
-                self.rejects.push((index, e));
-                continue;
-            }
+            let occurred = match Engine::occurred_ms(&change) {
+                Ok(occurred) => occurred,
+                Err(e) => {
+                    self.rejects.push((index, e));
+                    continue;
+                }
+            };
             // Looked up before inserting: an entry() would copy the id per change.
             let index = match self.states.get_index_of(change.opportunity_id.as_str()) {
                 Some(index) => index,
@@ -78,7 +81,7 @@ impl Core {
                 .states
                 .get_index_mut(index)
                 .expect("just found or inserted");
-            self.engine.apply(state, change, &mut outcome);
+            self.engine.apply(state, change, occurred, &mut outcome);
         }
         to_lists(py, &outcome)
     }

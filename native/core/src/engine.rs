@@ -101,20 +101,24 @@ impl Engine {
         }
     }
 
-    /// What `apply` relies on and the Python engine would raise on: a change
-    /// failing here is skipped by the caller instead of applied.
-    pub fn check(&self, change: &Change) -> Result<(), String> {
-        match parse_occurred_ms(&change.occurred_at) {
-            Some(_) => Ok(()),
-            None => Err(format!(
+    /// The change's event time: what `apply` relies on and the Python engine
+    /// would raise on. A change failing here is skipped by the caller.
+    pub fn occurred_ms(change: &Change) -> Result<i64, String> {
+        parse_occurred_ms(&change.occurred_at).ok_or_else(|| {
+            format!(
                 "occurred_at {:?} is not an aware ISO datetime",
                 change.occurred_at
-            )),
-        }
+            )
+        })
     }
 
-    pub fn apply(&self, state: &mut OpportunityState, mut change: Change, outcome: &mut Outcome) {
-        let occurred = parse_occurred_ms(&change.occurred_at).unwrap_or_default();
+    pub fn apply(
+        &self,
+        state: &mut OpportunityState,
+        mut change: Change,
+        occurred: i64,
+        outcome: &mut Outcome,
+    ) {
         let stamp = order_stamp(occurred, change.sequence, &change.event_id);
         let values = values_of(&mut change);
         let change = &change;
