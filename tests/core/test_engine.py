@@ -229,19 +229,21 @@ def test_timeline_is_compacted_and_state_stays_small() -> None:
     assert len(state.model_dump_json(exclude_defaults=True)) < 3500
 
 
-@pytest.mark.parametrize(
-    ("rule_id", "broken", "fixed"),
-    [
-        ("single_threaded", {"amount": 300000.0}, {"contact_count": 4}),
-        ("amount_invalid", {"amount": 0.0}, {"amount": 90000.0}),
-        ("next_step_missing", {"next_step": None}, {"next_step": "Security review"}),
-        ("next_meeting_missing", {"next_meeting_date": None}, {"next_meeting_date": "2026-01-16"}),
-        ("forecast_category_mismatch", {"stage": "Discovery"}, {"forecast_category": "Pipeline"}),
-        ("stage_gate_missing_fields", {"champion": None}, {"champion": "Dana Ruiz"}),
-        ("stage_gate_junk_values", {"champion": "asdf"}, {"champion": "Dana Ruiz"}),
-        ("close_date_past", {"close_date": "2026-01-02"}, {"close_date": "2026-02-27"}),
-    ],
-)
+ONE_INPUT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("single_threaded", {"amount": 300000.0}, {"contact_count": 4}),
+    ("amount_invalid", {"amount": 0.0}, {"amount": 90000.0}),
+    ("next_step_missing", {"next_step": None}, {"next_step": "Security review"}),
+    ("next_meeting_missing", {"next_meeting_date": None}, {"next_meeting_date": "2026-01-16"}),
+    ("forecast_category_mismatch", {"stage": "Discovery"}, {"forecast_category": "Pipeline"}),
+    ("stage_gate_missing_fields", {"champion": None}, {"champion": "Dana Ruiz"}),
+    ("stage_gate_junk_values", {"champion": "asdf"}, {"champion": "Dana Ruiz"}),
+    ("close_date_past", {"close_date": "2026-01-02"}, {"close_date": "2026-02-27"}),
+]
+"""(rule, the input that breaks it, a change carrying only the fix); the
+native core's parity test runs them too."""
+
+
+@pytest.mark.parametrize(("rule_id", "broken", "fixed"), ONE_INPUT_CASES)
 def test_a_change_to_one_input_re_evaluates_the_rule_that_reads_it(
     rule_id: str, broken: dict[str, Any], fixed: dict[str, Any]
 ) -> None:
