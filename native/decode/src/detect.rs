@@ -1,0 +1,129 @@
+//! One Kafka message in, changes and rejects out (`processor/sources/detect.py`):
+//! the format is recognized per event, and an array's elements are decoded
+//! (and rejected) one by one.
+
+use serde_json::{Map, Value};
+
+use crate::change::Change;
+use crate::error::{Failure, Outcome};
+use crate::mapping::Mappings;
+use crate::pyrepr::type_name;
+use crate::{bulk, generic, hubspot, salesforce};
+
+pub const MAX_BYTES: usize = 1_048_576;
+const KEYS_SHOWN: usize = 8;
+const SHAPES: &str = "a Salesforce change event (ChangeEventHeader), a HubSpot webhook event \
+    (subscriptionType), a bulk row envelope (export_id, row) or a generic change event \
+    (event_id, opportunity_id)";
+
+#[derive(Default)]
+pub struct Decoded {
+    pub changes: Vec<Vec<u8>>,
+    pub ignored: usize,
+    pub rejects: Vec<(&'static str, String)>,
+}
+
+pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
+    let mut result = Decoded::default();
+    if raw.len() > max_bytes {
+        let problem = format!(
+            "message is {} bytes, over the {max_bytes}-byte limit",
+            raw.len()
+        );
+        result.rejects.push(("oversized", problem));
+        return result;
+    }
+    let document: Value = match serde_json::from_slice(raw) {
+        Ok(document) => document,
+        Err(error) => {
+            result
+                .rejects
+                .push(("malformed_json", format!("not JSON: {error}")));
+            return result;
+        }
+    };
+    match &document {
+        Value::Array(items) if items.is_empty() => result.rejects.push((
+            "unknown_format",
+            "an empty JSON array: no events".to_owned(),
+        )),
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                decode_event(item, mappings, &mut result, &format!("[{index}] "));
+            }
+        }
+        event => decode_event(event, mappings, &mut result, ""),
+    }
+    result
+}
+
+type Normalizer = for<'a> fn(&'a Map<String, Value>, &'a Mappings) -> Outcome<Vec<Change<'a>>>;
+
+fn detect(event: &Value) -> Option<(Normalizer, &Map<String, Value>)> {
+    let Value::Object(obj) = event else {
+        return None;
+    };
+    if let Some(inner) = salesforce::unwrap(obj) {
+        return Some((salesforce::normalize, inner));
+    }
+    if hubspot::is_hubspot(obj) {
+        return Some((hubspot::normalize, obj));
+    }
+    if bulk::is_bulk(obj) {
+        return Some((bulk::normalize, obj));
+    }
+    if generic::is_generic(obj) {
+        return Some((generic::normalize, obj));
+    }
+    None
+}
+
+fn decode_event(event: &Value, mappings: &Mappings, result: &mut Decoded, place: &str) {
+    let Some((normalize, inner)) = detect(event) else {
+        result
+            .rejects
+            .push(("unknown_format", format!("{place}{}", unknown(event))));
+        return;
+    };
+    match normalize(inner, mappings) {
+        Ok(changes) if changes.is_empty() => result.ignored += 1,
+        Ok(changes) => result.changes.extend(changes.iter().map(Change::to_json)),
+        Err(Failure::Input { reason, message }) => {
+            result.rejects.push((reason, format!("{place}{message}")));
+        }
+        Err(Failure::Coercion(message)) => {
+            result
+                .rejects
+                .push(("schema_violation", format!("{place}{message}")));
+        }
+        Err(Failure::Exception { kind, message }) => {
+            result
+                .rejects
+                .push(("processing_error", format!("{place}{kind}: {message}")));
+        }
+    }
+}
+
+fn unknown(event: &Value) -> String {
+    let Value::Object(obj) = event else {
+        return format!(
+            "expected a JSON object, got {}; expected {SHAPES}",
+            type_name(event)
+        );
+    };
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut shown = keys
+        .iter()
+        .take(KEYS_SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if keys.len() > KEYS_SHOWN {
+        shown.push_str(", ...");
+    }
+    if shown.is_empty() {
+        shown.push_str("none");
+    }
+    format!("no recognizable format (keys: {shown}); expected {SHAPES}")
+}

@@ -1,0 +1,180 @@
+//! Generic change events (`processor/sources/generic.py`): held to the
+//! published record's strictness, unknown keys included.
+
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use crate::change::Change;
+use crate::envelope::{self, Problems};
+use crate::error::{Failure, Outcome};
+use crate::isotime;
+use crate::mapping::{values_of, Mappings, Options};
+
+const SOURCE_PREFIX: &str = "generic:";
+const OPS: [&str; 4] = ["upsert", "delete", "restore", "activity"];
+const KEYS: [&str; 10] = [
+    "source",
+    "event_id",
+    "opportunity_id",
+    "occurred_at",
+    "op",
+    "fields",
+    "nulled_fields",
+    "contact_ids",
+    "full",
+    "sequence",
+];
+
+pub fn is_generic(obj: &Map<String, Value>) -> bool {
+    obj.contains_key("event_id") || obj.contains_key("opportunity_id")
+}
+
+/// `base.read_timestamp` as a pydantic validator sees it: Ok(None) is a
+/// value error recorded in `problems`.
+pub fn timestamp(value: &Value, path: &str, problems: &mut Problems) -> Outcome<Option<i64>> {
+    match read_timestamp(value)? {
+        Ok(micros) => Ok(Some(micros)),
+        Err(message) => {
+            problems.value_error(path, &message);
+            Ok(None)
+        }
+    }
+}
+
+/// `base.read_timestamp`: the outer error is a Python exception that
+/// escapes; the inner one the ValueError text.
+pub fn read_timestamp(value: &Value) -> Outcome<Result<i64, String>> {
+    use crate::digits::{int_of, is_digits};
+    use crate::pyrepr::{describe, str_repr, strip};
+    match value {
+        Value::String(text) if is_digits(strip(text)) => {
+            let digits = match int_of(text) {
+                Ok(digits) => digits,
+                Err(message) => return Ok(Err(message)),
+            };
+            let found = digits
+                .parse::<i64>()
+                .ok()
+                .and_then(|ms| isotime::from_epoch_ms(ms as f64));
+            Ok(found.ok_or_else(|| format!("{digits} is not a valid epoch-milliseconds time")))
+        }
+        Value::Number(number) if !number.is_f64() => Ok(number
+            .as_f64()
+            .and_then(isotime::from_epoch_ms)
+            .ok_or_else(|| format!("{number} is not a valid epoch-milliseconds time"))),
+        Value::String(text) => {
+            let Ok(parsed) = isotime::parse_datetime(&strip(text).replace('Z', "+00:00")) else {
+                return Ok(Err(format!(
+                    "{} is not an ISO-8601 timestamp",
+                    str_repr(text)
+                )));
+            };
+            parsed.to_utc().map(Ok).ok_or_else(Failure::date_overflow)
+        }
+        other => Ok(Err(format!(
+            "expected an ISO-8601 timestamp, got {}",
+            describe(other)
+        ))),
+    }
+}
+
+pub fn normalize<'a>(
+    event: &'a Map<String, Value>,
+    mappings: &'a Mappings,
+) -> Outcome<Vec<Change<'a>>> {
+    let mut p = Problems::default();
+    let required = |key: &str, p: &mut Problems| {
+        let value = event.get(key);
+        if value.is_none() {
+            p.missing(key);
+        }
+        value
+    };
+    let source = required("source", &mut p).and_then(|v| envelope::non_empty(v, "source", &mut p));
+    let event_id =
+        required("event_id", &mut p).and_then(|v| envelope::vendor_id_at(v, "event_id", &mut p));
+    let opportunity_id = required("opportunity_id", &mut p)
+        .and_then(|v| envelope::vendor_id_at(v, "opportunity_id", &mut p));
+    let occurred_at = match required("occurred_at", &mut p) {
+        Some(v) => timestamp(v, "occurred_at", &mut p)?,
+        None => None,
+    };
+    let op = required("op", &mut p).and_then(|v| envelope::literal(v, &OPS, "op", &mut p));
+    let fields = event.get("fields").and_then(|v| match v {
+        Value::Object(map) => {
+            let mut ok = true;
+            for key in map.keys().filter(|k| k.is_empty()) {
+                let path = envelope::child(&envelope::child("", "fields"), key) + " (the key)";
+                p.wrong(
+                    &path,
+                    "String should have at least 1 character",
+                    &Value::String(key.clone()),
+                );
+                ok = false;
+            }
+            ok.then_some(map)
+        }
+        other => {
+            p.wrong("fields", envelope::DICT, other);
+            None
+        }
+    });
+    let nulled_fields = event
+        .get("nulled_fields")
+        .and_then(|v| envelope::strings(v, "nulled_fields", true, &mut p));
+    let contact_ids = event
+        .get("contact_ids")
+        .and_then(|v| envelope::vendor_ids(v, "contact_ids", &mut p));
+    let full = event
+        .get("full")
+        .and_then(|v| envelope::strict_bool(v, "full", &mut p));
+    let sequence = event
+        .get("sequence")
+        .and_then(|v| envelope::strict_int(v, "sequence", &mut p));
+    for (key, value) in event {
+        if !KEYS.contains(&key.as_str()) {
+            p.wrong(
+                &envelope::child("", key),
+                "Extra inputs are not permitted",
+                value,
+            );
+        }
+    }
+    p.finish()?;
+    let (Some(source), Some(event_id), Some(opportunity_id), Some(occurred_at), Some(op)) =
+        (source, event_id, opportunity_id, occurred_at, op)
+    else {
+        unreachable!("every missing or bad key was recorded as a problem");
+    };
+    let mapping = &mappings.generic;
+    let options = Options {
+        skip: None,
+        keep_unmapped: true,
+        none_is_null: true,
+    };
+    let raw = fields
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (Cow::Borrowed(k.as_str()), v));
+    let (mut values, mut nulled) = values_of(raw, mapping, mappings, &options, "fields")?;
+    for name in nulled_fields.into_iter().flatten() {
+        let canonical = mapping.get(name).map_or(name, String::as_str);
+        values.pop(canonical);
+        if !nulled.iter().any(|n| n == canonical) {
+            nulled.push(Cow::Borrowed(canonical));
+        }
+    }
+    let mut change = Change::new(
+        event_id.into_owned(),
+        Cow::Owned(format!("{SOURCE_PREFIX}{source}")),
+        opportunity_id,
+        occurred_at,
+        op,
+    );
+    change.sequence = sequence;
+    change.fields = values;
+    change.nulled_fields = nulled;
+    change.full = full.unwrap_or(false);
+    change.contact_ids = contact_ids.unwrap_or_default();
+    Ok(vec![change])
+}
