@@ -292,7 +292,9 @@ def hand_written() -> list[bytes]:
         b'{"id": 1, "type": "deal"}', b"{}", orjson.dumps({f"k{i:02}": i for i in range(10)}),
         b'[{"a": 1}, 2, [], null]', b"[1, 2", b'{"a": 1} x', b'{"a": NaN}', b'"\\ud800"',
         b'{"event_id": "e", "opportunity_id": "o", "event_id": 5}', b"  " + orjson.dumps(BULK_ROW),
-        b"{" * 11, b"x" * (MAX_BYTES + 1), orjson.dumps([BULK_ROW] * 3),
+        b"{" * 11, b"x" * (MAX_BYTES + 1), b"[" * 1025 + b"]" * 1025,
+        b'{"a":' * 1024 + b"1" + b"}" * 1024, b'{"a":' * 1025 + b"1" + b"}" * 1025,
+        b'[{"event_id": "\\u00e9\\n", "x": "\\ud83d\\ude00"}]', orjson.dumps([BULK_ROW] * 3),
         b'{"source": "x", "event_id": 1e2, "opportunity_id": 18446744073709551616, "op": "x", '
         b'"occurred_at": 18446744073709551616, "sequence": 0, "full": 1}',
         b'{"source": "x", "event_id": "e", "opportunity_id": "o", "op": "upsert", '

@@ -2,7 +2,7 @@
 //! `detect` recognizes them on the same topics. Reading export files and
 //! diffing exports stay in Python.
 
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 use std::borrow::Cow;
 
 use crate::change::Change;
@@ -25,23 +25,23 @@ const DELETED_COLUMNS: [&str; 3] = ["IsDeleted", "is_deleted", "archived"];
 const TRUE: [&str; 5] = ["true", "1", "yes", "y", "t"];
 const FALSE: [&str; 6] = ["false", "0", "no", "n", "f", ""];
 
-pub fn is_bulk(obj: &Map<String, Value>) -> bool {
+pub fn is_bulk(obj: &Object) -> bool {
     obj.contains_key("row") && obj.contains_key("export_id")
 }
 
-fn filled(value: Option<&Value>) -> Option<&Value> {
+fn filled<'a>(value: Option<&'a Json<'a>>) -> Option<&'a Json<'a>> {
     value.filter(|v| !v.is_null() && v.as_str() != Some(""))
 }
 
 /// `bulk.as_bool`: an unknown spelling is an error, never a guess.
-fn as_bool(value: &Value, column: &str) -> Outcome<bool> {
+fn as_bool(value: &Json, column: &str) -> Outcome<bool> {
     match value {
-        Value::Null => return Ok(false),
-        Value::Bool(flag) => return Ok(*flag),
-        Value::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+        Json::Null => return Ok(false),
+        Json::Bool(flag) => return Ok(*flag),
+        Json::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
             return Ok(n.as_i64() == Some(1))
         }
-        Value::String(text) => {
+        Json::Str(text) => {
             // casefold: lowercase, and the long s that folds onto "s".
             let folded: String = strip(text).to_lowercase().replace('ſ', "s");
             if TRUE.contains(&folded.as_str()) {
@@ -60,7 +60,7 @@ fn as_bool(value: &Value, column: &str) -> Outcome<bool> {
 }
 
 pub fn normalize<'a>(
-    envelope_: &'a Map<String, Value>,
+    envelope_: &'a Object<'a>,
     mappings: &'a Mappings,
 ) -> Outcome<Vec<Change<'a>>> {
     let mut p = Problems::default();
@@ -78,7 +78,7 @@ pub fn normalize<'a>(
         None => None,
     };
     let row = match required("row", &mut p) {
-        Some(Value::Object(row)) => Some(row),
+        Some(Json::Object(row)) => Some(row),
         Some(other) => {
             p.wrong("row", envelope::DICT, other);
             None
@@ -90,22 +90,22 @@ pub fn normalize<'a>(
         unreachable!("every missing or bad key was recorded as a problem");
     };
     // `_spread_properties`: HubSpot exports nest the values under properties.
-    let mut values: Vec<(&'a str, &'a Value)> = Vec::with_capacity(row.len());
+    let mut values: Vec<(&'a str, &'a Json<'a>)> = Vec::with_capacity(row.len());
     match row.get("properties") {
-        Some(Value::Object(properties)) => {
+        Some(Json::Object(properties)) => {
             values.extend(
                 row.iter()
                     .filter(|(k, _)| *k != "properties")
-                    .map(|(k, v)| (k.as_str(), v)),
+                    .map(|(k, v)| (k.as_ref(), v)),
             );
-            for (key, value) in properties {
+            for (key, value) in properties.iter() {
                 match values.iter_mut().find(|(k, _)| *k == key) {
                     Some(slot) => slot.1 = value,
-                    None => values.push((key.as_str(), value)),
+                    None => values.push((key.as_ref(), value)),
                 }
             }
         }
-        _ => values.extend(row.iter().map(|(k, v)| (k.as_str(), v))),
+        _ => values.extend(row.iter().map(|(k, v)| (k.as_ref(), v))),
     }
     let get = |key: &str| values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
     let opportunity_id = match ID_COLUMNS

@@ -1,7 +1,8 @@
 //! The normalized change and its JSON, written the way
 //! `orjson.dumps(change.__dict__)` writes it (`stream.messages.encode_changes`).
 
-use serde_json::{Number, Value};
+use crate::json::Json;
+use serde_json::Number;
 use std::borrow::Cow;
 
 use crate::isotime;
@@ -12,7 +13,7 @@ use crate::isotime;
 pub enum FieldValue<'a> {
     Text(Cow<'a, str>),
     /// An int, float or bool kept as the JSON held it.
-    Json(&'a Value),
+    Json(&'a Json<'a>),
     Float(f64),
     /// `int(float)`: exact decimal digits, since Python ints have no bound.
     Integer(String),
@@ -159,8 +160,15 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-fn write_json(out: &mut Vec<u8>, value: &Value) {
-    let _ = serde_json::to_writer(&mut *out, value);
+/// Only scalars reach a field value: containers are refused by `map_values`.
+fn write_json(out: &mut Vec<u8>, value: &Json) {
+    match value {
+        Json::Number(number) => out.extend_from_slice(number.to_string().as_bytes()),
+        Json::Bool(true) => out.extend_from_slice(b"true"),
+        Json::Bool(false) => out.extend_from_slice(b"false"),
+        Json::Str(text) => write_str(out, text),
+        Json::Null | Json::Array(_) | Json::Object(_) => out.extend_from_slice(b"null"),
+    }
 }
 
 fn write_float(out: &mut Vec<u8>, number: f64) {

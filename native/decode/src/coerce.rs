@@ -1,8 +1,8 @@
-//! Value coercion by canonical type, as `processor.sources.mapping` does it:
+//! Json coercion by canonical type, as `processor.sources.mapping` does it:
 //! dates to `YYYY-MM-DD`, numbers to floats, counts to ints. Error texts
 //! carry Python reprs because the Python ones do.
 
-use serde_json::Value;
+use crate::json::Json;
 use std::borrow::Cow;
 
 use crate::change::FieldValue;
@@ -22,7 +22,7 @@ pub enum Coercer {
 }
 
 impl Coercer {
-    pub fn apply<'a>(self, value: &'a Value, field: &str) -> Outcome<Option<FieldValue<'a>>> {
+    pub fn apply<'a>(self, value: &'a Json<'a>, field: &str) -> Outcome<Option<FieldValue<'a>>> {
         match self {
             Coercer::Date => Ok(to_iso_date(value, field)?.map(FieldValue::Text)),
             Coercer::Float => Ok(to_float(value, field)?.map(FieldValue::Float)),
@@ -33,7 +33,7 @@ impl Coercer {
     }
 }
 
-fn not_a(value: &Value, field: &str, what: &str) -> Failure {
+fn not_a(value: &Json, field: &str, what: &str) -> Failure {
     Failure::Coercion(format!(
         "field {}: {} is not a {what}",
         str_repr(field),
@@ -50,7 +50,7 @@ fn integer_digits(number: f64) -> String {
     }
 }
 
-fn epoch_to_iso_date(number: f64, value: &Value, field: &str) -> Outcome<Cow<'static, str>> {
+fn epoch_to_iso_date(number: f64, value: &Json, field: &str) -> Outcome<Cow<'static, str>> {
     if -EPOCH_DAYS_LIMIT < number && number < EPOCH_DAYS_LIMIT {
         return Ok(Cow::Owned(isotime::iso_date_of_day(number.trunc() as i64)));
     }
@@ -59,21 +59,21 @@ fn epoch_to_iso_date(number: f64, value: &Value, field: &str) -> Outcome<Cow<'st
         .ok_or_else(|| not_a(value, field, "date"))
 }
 
-pub fn to_iso_date<'a>(value: &'a Value, field: &str) -> Outcome<Option<Cow<'a, str>>> {
+pub fn to_iso_date<'a>(value: &'a Json<'a>, field: &str) -> Outcome<Option<Cow<'a, str>>> {
     match value {
-        Value::String(text) => text_to_iso_date(text, value, field),
-        Value::Number(number) => match number.as_f64() {
+        Json::Str(text) => text_to_iso_date(text, value, field),
+        Json::Number(number) => match number.as_f64() {
             Some(n) => epoch_to_iso_date(n, value, field).map(Some),
             None => Err(not_a(value, field, "date")),
         },
-        Value::Null => Ok(None),
+        Json::Null => Ok(None),
         _ => Err(not_a(value, field, "date")),
     }
 }
 
 fn text_to_iso_date<'a>(
     original: &'a str,
-    value: &Value,
+    value: &Json,
     field: &str,
 ) -> Outcome<Option<Cow<'a, str>>> {
     let text = strip(original);
@@ -121,12 +121,12 @@ fn parse_float(text: &str) -> Option<f64> {
     text.parse().ok()
 }
 
-pub fn to_float(value: &Value, field: &str) -> Outcome<Option<f64>> {
+pub fn to_float(value: &Json, field: &str) -> Outcome<Option<f64>> {
     let number = match value {
-        Value::Null => return Ok(None),
-        Value::String(text) if text.is_empty() => return Ok(None),
-        Value::String(text) => parse_float(text),
-        Value::Number(number) => number.as_f64(),
+        Json::Null => return Ok(None),
+        Json::Str(text) if text.is_empty() => return Ok(None),
+        Json::Str(text) => parse_float(text),
+        Json::Number(number) => number.as_f64(),
         _ => None,
     };
     match number {

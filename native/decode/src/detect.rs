@@ -2,7 +2,7 @@
 //! the format is recognized per event, and an array's elements are decoded
 //! (and rejected) one by one.
 
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 
 use crate::change::Change;
 use crate::error::{Failure, Outcome};
@@ -33,7 +33,7 @@ pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
         result.rejects.push(("oversized", problem));
         return result;
     }
-    let document: Value = match serde_json::from_slice(raw) {
+    let document = match crate::json::parse(raw) {
         Ok(document) => document,
         Err(error) => {
             result
@@ -43,11 +43,11 @@ pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
         }
     };
     match &document {
-        Value::Array(items) if items.is_empty() => result.rejects.push((
+        Json::Array(items) if items.is_empty() => result.rejects.push((
             "unknown_format",
             "an empty JSON array: no events".to_owned(),
         )),
-        Value::Array(items) => {
+        Json::Array(items) => {
             for (index, item) in items.iter().enumerate() {
                 decode_event(item, mappings, &mut result, &format!("[{index}] "));
             }
@@ -57,10 +57,10 @@ pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
     result
 }
 
-type Normalizer = for<'a> fn(&'a Map<String, Value>, &'a Mappings) -> Outcome<Vec<Change<'a>>>;
+type Normalizer = for<'a> fn(&'a Object<'a>, &'a Mappings) -> Outcome<Vec<Change<'a>>>;
 
-fn detect(event: &Value) -> Option<(Normalizer, &Map<String, Value>)> {
-    let Value::Object(obj) = event else {
+fn detect<'a>(event: &'a Json<'a>) -> Option<(Normalizer, &'a Object<'a>)> {
+    let Json::Object(obj) = event else {
         return None;
     };
     if let Some(inner) = salesforce::unwrap(obj) {
@@ -78,7 +78,7 @@ fn detect(event: &Value) -> Option<(Normalizer, &Map<String, Value>)> {
     None
 }
 
-fn decode_event(event: &Value, mappings: &Mappings, result: &mut Decoded, place: &str) {
+fn decode_event(event: &Json, mappings: &Mappings, result: &mut Decoded, place: &str) {
     let Some((normalize, inner)) = detect(event) else {
         result
             .rejects
@@ -104,14 +104,14 @@ fn decode_event(event: &Value, mappings: &Mappings, result: &mut Decoded, place:
     }
 }
 
-fn unknown(event: &Value) -> String {
-    let Value::Object(obj) = event else {
+fn unknown(event: &Json) -> String {
+    let Json::Object(obj) = event else {
         return format!(
             "expected a JSON object, got {}; expected {SHAPES}",
             type_name(event)
         );
     };
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = obj.keys().collect();
     keys.sort_unstable();
     let mut shown = keys
         .iter()

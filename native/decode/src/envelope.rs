@@ -2,7 +2,8 @@
 //! messages for its own checks (strict types, literals, required keys),
 //! joined by `base.describe` into one schema violation naming every bad key.
 
-use serde_json::{Number, Value};
+use crate::json::Json;
+use serde_json::Number;
 use std::borrow::Cow;
 
 use crate::error::Failure;
@@ -30,7 +31,7 @@ impl Problems {
         self.push(path, "Field required");
     }
 
-    pub fn wrong(&mut self, path: &str, message: &str, input: &Value) {
+    pub fn wrong(&mut self, path: &str, message: &str, input: &Json) {
         self.push(path, &format!("{message}, got {}", describe(input)));
     }
 
@@ -61,13 +62,13 @@ pub fn child(path: &str, key: &str) -> String {
     }
 }
 
-pub fn non_empty<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> Option<&'a str> {
+pub fn non_empty<'a>(value: &'a Json<'a>, path: &str, problems: &mut Problems) -> Option<&'a str> {
     match value {
-        Value::String(text) if text.is_empty() => {
+        Json::Str(text) if text.is_empty() => {
             problems.wrong(path, TOO_SHORT, value);
             None
         }
-        Value::String(text) => Some(text),
+        Json::Str(text) => Some(text),
         _ => {
             problems.wrong(path, STRING, value);
             None
@@ -75,9 +76,13 @@ pub fn non_empty<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> O
     }
 }
 
-pub fn strict_int<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> Option<&'a Number> {
+pub fn strict_int<'a>(
+    value: &'a Json<'a>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<&'a Number> {
     match value {
-        Value::Number(number) if !number.is_f64() => Some(number),
+        Json::Number(number) if !number.is_f64() => Some(number),
         _ => {
             problems.wrong(path, INTEGER, value);
             None
@@ -85,9 +90,9 @@ pub fn strict_int<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> 
     }
 }
 
-pub fn strict_bool(value: &Value, path: &str, problems: &mut Problems) -> Option<bool> {
+pub fn strict_bool(value: &Json, path: &str, problems: &mut Problems) -> Option<bool> {
     match value {
-        Value::Bool(flag) => Some(*flag),
+        Json::Bool(flag) => Some(*flag),
         _ => {
             problems.wrong(path, BOOLEAN, value);
             None
@@ -97,12 +102,12 @@ pub fn strict_bool(value: &Value, path: &str, problems: &mut Problems) -> Option
 
 /// `list[str]`, or `list[NonEmpty]` when `non_empty_items`.
 pub fn strings<'a>(
-    value: &'a Value,
+    value: &'a Json<'a>,
     path: &str,
     non_empty_items: bool,
     problems: &mut Problems,
 ) -> Option<Vec<&'a str>> {
-    let Value::Array(items) = value else {
+    let Json::Array(items) = value else {
         problems.wrong(path, LIST, value);
         return None;
     };
@@ -112,8 +117,8 @@ pub fn strings<'a>(
         let place = format!("{path}[{i}]");
         let read = if non_empty_items {
             non_empty(item, &place, problems)
-        } else if let Value::String(text) = item {
-            Some(text.as_str())
+        } else if let Json::Str(text) = item {
+            Some(text.as_ref())
         } else {
             problems.wrong(&place, STRING, item);
             None
@@ -127,13 +132,13 @@ pub fn strings<'a>(
 }
 
 pub fn literal(
-    value: &Value,
+    value: &Json,
     options: &[&'static str],
     path: &str,
     problems: &mut Problems,
 ) -> Option<&'static str> {
-    if let Value::String(text) = value {
-        if let Some(found) = options.iter().find(|o| **o == text.as_str()) {
+    if let Json::Str(text) = value {
+        if let Some(found) = options.iter().find(|o| **o == text.as_ref()) {
             return Some(found);
         }
     }
@@ -148,10 +153,10 @@ pub fn literal(
 }
 
 /// `base._vendor_id`: a non-empty string (stripped) or an integer.
-pub fn vendor_id(value: &Value) -> Result<Cow<'_, str>, String> {
+pub fn vendor_id<'a>(value: &'a Json<'a>) -> Result<Cow<'a, str>, String> {
     match value {
-        Value::String(text) if !strip(text).is_empty() => Ok(Cow::Borrowed(strip(text))),
-        Value::Number(number) if !number.is_f64() => Ok(Cow::Owned(number.to_string())),
+        Json::Str(text) if !strip(text).is_empty() => Ok(Cow::Borrowed(strip(text))),
+        Json::Number(number) if !number.is_f64() => Ok(Cow::Owned(number.to_string())),
         _ => Err(format!(
             "expected an id (string or integer), got {}",
             describe(value)
@@ -160,7 +165,7 @@ pub fn vendor_id(value: &Value) -> Result<Cow<'_, str>, String> {
 }
 
 pub fn vendor_id_at<'a>(
-    value: &'a Value,
+    value: &'a Json<'a>,
     path: &str,
     problems: &mut Problems,
 ) -> Option<Cow<'a, str>> {
@@ -174,11 +179,11 @@ pub fn vendor_id_at<'a>(
 }
 
 pub fn vendor_ids<'a>(
-    value: &'a Value,
+    value: &'a Json<'a>,
     path: &str,
     problems: &mut Problems,
 ) -> Option<Vec<Cow<'a, str>>> {
-    let Value::Array(items) = value else {
+    let Json::Array(items) = value else {
         problems.wrong(path, LIST, value);
         return None;
     };

@@ -1,7 +1,7 @@
 //! Generic change events (`processor/sources/generic.py`): held to the
 //! published record's strictness, unknown keys included.
 
-use serde_json::{Map, Value};
+use crate::json::{Json, Object};
 use std::borrow::Cow;
 
 use crate::change::Change;
@@ -25,13 +25,13 @@ const KEYS: [&str; 10] = [
     "sequence",
 ];
 
-pub fn is_generic(obj: &Map<String, Value>) -> bool {
+pub fn is_generic(obj: &Object) -> bool {
     obj.contains_key("event_id") || obj.contains_key("opportunity_id")
 }
 
 /// `base.read_timestamp` as a pydantic validator sees it: Ok(None) is a
 /// value error recorded in `problems`.
-pub fn timestamp(value: &Value, path: &str, problems: &mut Problems) -> Outcome<Option<i64>> {
+pub fn timestamp(value: &Json, path: &str, problems: &mut Problems) -> Outcome<Option<i64>> {
     match read_timestamp(value)? {
         Ok(micros) => Ok(Some(micros)),
         Err(message) => {
@@ -43,11 +43,11 @@ pub fn timestamp(value: &Value, path: &str, problems: &mut Problems) -> Outcome<
 
 /// `base.read_timestamp`: the outer error is a Python exception that
 /// escapes; the inner one the ValueError text.
-pub fn read_timestamp(value: &Value) -> Outcome<Result<i64, String>> {
+pub fn read_timestamp(value: &Json) -> Outcome<Result<i64, String>> {
     use crate::digits::{int_of, is_digits};
     use crate::pyrepr::{describe, str_repr, strip};
     match value {
-        Value::String(text) if is_digits(strip(text)) => {
+        Json::Str(text) if is_digits(strip(text)) => {
             let digits = match int_of(text) {
                 Ok(digits) => digits,
                 Err(message) => return Ok(Err(message)),
@@ -58,11 +58,11 @@ pub fn read_timestamp(value: &Value) -> Outcome<Result<i64, String>> {
                 .and_then(|ms| isotime::from_epoch_ms(ms as f64));
             Ok(found.ok_or_else(|| format!("{digits} is not a valid epoch-milliseconds time")))
         }
-        Value::Number(number) if !number.is_f64() => Ok(number
+        Json::Number(number) if !number.is_f64() => Ok(number
             .as_f64()
             .and_then(isotime::from_epoch_ms)
             .ok_or_else(|| format!("{number} is not a valid epoch-milliseconds time"))),
-        Value::String(text) => {
+        Json::Str(text) => {
             let Ok(parsed) = isotime::parse_datetime(&strip(text).replace('Z', "+00:00")) else {
                 return Ok(Err(format!(
                     "{} is not an ISO-8601 timestamp",
@@ -78,10 +78,7 @@ pub fn read_timestamp(value: &Value) -> Outcome<Result<i64, String>> {
     }
 }
 
-pub fn normalize<'a>(
-    event: &'a Map<String, Value>,
-    mappings: &'a Mappings,
-) -> Outcome<Vec<Change<'a>>> {
+pub fn normalize<'a>(event: &'a Object<'a>, mappings: &'a Mappings) -> Outcome<Vec<Change<'a>>> {
     let mut p = Problems::default();
     let required = |key: &str, p: &mut Problems| {
         let value = event.get(key);
@@ -101,14 +98,14 @@ pub fn normalize<'a>(
     };
     let op = required("op", &mut p).and_then(|v| envelope::literal(v, &OPS, "op", &mut p));
     let fields = event.get("fields").and_then(|v| match v {
-        Value::Object(map) => {
+        Json::Object(map) => {
             let mut ok = true;
             for key in map.keys().filter(|k| k.is_empty()) {
                 let path = envelope::child(&envelope::child("", "fields"), key) + " (the key)";
                 p.wrong(
                     &path,
                     "String should have at least 1 character",
-                    &Value::String(key.clone()),
+                    &Json::Str(Cow::Borrowed(key)),
                 );
                 ok = false;
             }
@@ -131,8 +128,8 @@ pub fn normalize<'a>(
     let sequence = event
         .get("sequence")
         .and_then(|v| envelope::strict_int(v, "sequence", &mut p));
-    for (key, value) in event {
-        if !KEYS.contains(&key.as_str()) {
+    for (key, value) in event.iter() {
+        if !KEYS.contains(&key.as_ref()) {
             p.wrong(
                 &envelope::child("", key),
                 "Extra inputs are not permitted",
@@ -154,8 +151,8 @@ pub fn normalize<'a>(
     };
     let raw = fields
         .into_iter()
-        .flatten()
-        .map(|(k, v)| (Cow::Borrowed(k.as_str()), v));
+        .flat_map(|map| map.iter())
+        .map(|(k, v)| (Cow::Borrowed(k.as_ref()), v));
     let (mut values, mut nulled) = values_of(raw, mapping, mappings, &options, "fields")?;
     for name in nulled_fields.into_iter().flatten() {
         let canonical = mapping.get(name).map_or(name, String::as_str);

@@ -1,7 +1,8 @@
 //! HubSpot deal webhooks (`processor/sources/hubspot.py`), one event at a
 //! time (`detect` splits the batches).
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Json, Object};
+use serde_json::Number;
 use std::borrow::Cow;
 
 use crate::change::Change;
@@ -14,7 +15,7 @@ use crate::salesforce::utc_from_ms;
 const SOURCE: &str = "hubspot";
 const DEAL_OBJECT_TYPE: &str = "0-3";
 
-pub fn is_hubspot(obj: &Map<String, Value>) -> bool {
+pub fn is_hubspot(obj: &Object) -> bool {
     obj.contains_key("subscriptionType")
 }
 
@@ -28,7 +29,7 @@ struct DealEvent<'a> {
     object_id: Option<Cow<'a, str>>,
     property_name: Option<&'a str>,
     /// Present (possibly null) or absent: the two differ for a property change.
-    property_value: Option<&'a Value>,
+    property_value: Option<&'a Json<'a>>,
     primary_object_id: Option<Cow<'a, str>>,
     merged_object_ids: Option<Vec<Cow<'a, str>>>,
     new_object_id: Option<Cow<'a, str>>,
@@ -38,7 +39,7 @@ struct DealEvent<'a> {
     association_removed: Option<bool>,
 }
 
-fn check(event: &Map<String, Value>) -> Result<DealEvent<'_>, Failure> {
+fn check<'a>(event: &'a Object<'a>) -> Result<DealEvent<'a>, Failure> {
     let mut p = Problems::default();
     let required = |key: &str, p: &mut Problems| {
         let value = event.get(key);
@@ -65,7 +66,7 @@ fn check(event: &Map<String, Value>) -> Result<DealEvent<'_>, Failure> {
         .get("propertyName")
         .and_then(|v| envelope::non_empty(v, "propertyName", &mut p));
     let property_value = event.get("propertyValue");
-    if let Some(value @ (Value::Array(_) | Value::Object(_))) = property_value {
+    if let Some(value @ (Json::Array(_) | Json::Object(_))) = property_value {
         for (member, message) in [
             ("str", envelope::STRING),
             ("int", envelope::INTEGER),
@@ -80,7 +81,7 @@ fn check(event: &Map<String, Value>) -> Result<DealEvent<'_>, Failure> {
         .get("mergedObjectIds")
         .and_then(|v| envelope::vendor_ids(v, "mergedObjectIds", &mut p));
     let new_object_id = match event.get("newObjectId") {
-        None | Some(Value::Null) => None,
+        None | Some(Json::Null) => None,
         Some(v) => envelope::vendor_id_at(v, "newObjectId", &mut p),
     };
     let from_object_id = id("fromObjectId", &mut p);
@@ -115,8 +116,8 @@ fn check(event: &Map<String, Value>) -> Result<DealEvent<'_>, Failure> {
 
 /// The action of a deal subscription; other objects are unsupported
 /// entities rather than schema violations, since the payload is fine.
-fn deal_action(event: &Map<String, Value>) -> Outcome<&str> {
-    let Some(Value::String(subscription)) = event.get("subscriptionType") else {
+fn deal_action<'a>(event: &'a Object<'a>) -> Outcome<&'a str> {
+    let Some(Json::Str(subscription)) = event.get("subscriptionType") else {
         return Ok("");
     };
     let (kind, action) = subscription.split_once('.').unwrap_or((subscription, ""));
@@ -124,7 +125,7 @@ fn deal_action(event: &Map<String, Value>) -> Outcome<&str> {
         return Ok(action);
     }
     let object_type = event.get("objectTypeId");
-    let is_deal_object = matches!(object_type, Some(Value::String(t)) if t == DEAL_OBJECT_TYPE);
+    let is_deal_object = matches!(object_type, Some(Json::Str(t)) if t == DEAL_OBJECT_TYPE);
     if kind == "object" && is_deal_object && action != "associationChange" {
         return Ok(action);
     }
@@ -144,10 +145,7 @@ fn deal_action(event: &Map<String, Value>) -> Outcome<&str> {
     )))
 }
 
-pub fn normalize<'a>(
-    event: &'a Map<String, Value>,
-    mappings: &'a Mappings,
-) -> Outcome<Vec<Change<'a>>> {
+pub fn normalize<'a>(event: &'a Object<'a>, mappings: &'a Mappings) -> Outcome<Vec<Change<'a>>> {
     let action = deal_action(event)?;
     let valid = check(event)?;
     let handler = match action {

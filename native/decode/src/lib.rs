@@ -15,6 +15,7 @@ mod error;
 mod generic;
 mod hubspot;
 mod isotime;
+mod json;
 mod mapping;
 mod pyrepr;
 mod salesforce;

@@ -2,9 +2,9 @@
 //! `processor.sources.export`), and `map_values`, the one pass that renames,
 //! filters and coerces a vendor record's values.
 
+use crate::json::Json;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
-use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::change::{FieldValue, Fields};
@@ -81,7 +81,7 @@ pub fn map_values<'a, I>(
     options: &Options,
 ) -> Outcome<(Fields<'a>, Vec<Cow<'a, str>>)>
 where
-    I: IntoIterator<Item = (Cow<'a, str>, &'a Value)>,
+    I: IntoIterator<Item = (Cow<'a, str>, &'a Json<'a>)>,
 {
     let mut values = Fields::default();
     let mut nulled = Vec::new();
@@ -95,13 +95,13 @@ where
             continue;
         }
         let coerced = match value {
-            Value::Null => {
+            Json::Null => {
                 if options.none_is_null {
                     nulled.push(canonical);
                 }
                 continue;
             }
-            Value::Array(_) | Value::Object(_) => {
+            Json::Array(_) | Json::Object(_) => {
                 let kind = if value.is_array() { "list" } else { "dict" };
                 return Err(Failure::Coercion(format!(
                     "field {}: expected a single value, got {kind}",
@@ -117,7 +117,7 @@ where
                     Err(other) => return Err(other),
                 },
                 None => match value {
-                    Value::String(text) => {
+                    Json::Str(text) => {
                         let text = strip(text);
                         (!text.is_empty()).then_some(FieldValue::Text(Cow::Borrowed(text)))
                     }
@@ -142,7 +142,7 @@ pub fn values_of<'a, I>(
     place: &str,
 ) -> Outcome<(Fields<'a>, Vec<Cow<'a, str>>)>
 where
-    I: IntoIterator<Item = (Cow<'a, str>, &'a Value)>,
+    I: IntoIterator<Item = (Cow<'a, str>, &'a Json<'a>)>,
 {
     map_values(raw, mapping, mappings, options).map_err(|failure| match failure {
         Failure::Coercion(message) => Failure::Input {

@@ -1,40 +1,40 @@
 //! Python's `repr()` of JSON values and the `_describe` wording, because the
 //! Python decoders put both into error texts that parity compares.
 
-use serde_json::Value;
+use crate::json::Json;
 use std::fmt::Write;
 
-pub fn type_name(value: &Value) -> &'static str {
+pub fn type_name(value: &Json) -> &'static str {
     match value {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
+        Json::Null => "NoneType",
+        Json::Bool(_) => "bool",
+        Json::Number(n) if n.is_f64() => "float",
+        Json::Number(_) => "int",
+        Json::Str(_) => "str",
+        Json::Array(_) => "list",
+        Json::Object(_) => "dict",
     }
 }
 
-pub fn repr(value: &Value) -> String {
+pub fn repr(value: &Json) -> String {
     let mut out = String::new();
     write_repr(&mut out, value);
     out
 }
 
-fn write_repr(out: &mut String, value: &Value) {
+fn write_repr(out: &mut String, value: &Json) {
     match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
-        Value::Number(n) => match n.as_f64() {
+        Json::Null => out.push_str("None"),
+        Json::Bool(true) => out.push_str("True"),
+        Json::Bool(false) => out.push_str("False"),
+        Json::Number(n) => match n.as_f64() {
             Some(f) if n.is_f64() => out.push_str(&float_repr(f)),
             _ => {
                 let _ = write!(out, "{n}");
             }
         },
-        Value::String(s) => write_str_repr(out, s),
-        Value::Array(items) => {
+        Json::Str(s) => write_str_repr(out, s),
+        Json::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -44,7 +44,7 @@ fn write_repr(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
+        Json::Object(map) => {
             out.push('{');
             for (i, (key, item)) in map.iter().enumerate() {
                 if i > 0 {
@@ -60,7 +60,7 @@ fn write_repr(out: &mut String, value: &Value) {
 }
 
 /// `base._describe`: the type and a repr cut at 60 characters.
-pub fn describe(value: &Value) -> String {
+pub fn describe(value: &Json) -> String {
     if value.is_null() {
         return "null".to_owned();
     }

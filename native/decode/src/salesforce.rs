@@ -1,7 +1,8 @@
 //! Salesforce Change Data Capture (`processor/sources/salesforce.py`):
 //! opportunity changes, and tasks/events as activity on an opportunity.
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Json, Object};
+use serde_json::Number;
 use std::borrow::Cow;
 
 use crate::change::Change;
@@ -43,20 +44,20 @@ struct Header<'a> {
 }
 
 /// The change event inside whichever envelope carries it (`unwrap`).
-pub fn unwrap(obj: &Map<String, Value>) -> Option<&Map<String, Value>> {
+pub fn unwrap<'a>(obj: &'a Object<'a>) -> Option<&'a Object<'a>> {
     if obj.contains_key(HEADER) {
         return Some(obj);
     }
-    if let Some(Value::Object(payload)) = obj.get("payload") {
+    if let Some(Json::Object(payload)) = obj.get("payload") {
         if payload.contains_key(HEADER) {
             return Some(payload);
         }
     }
-    if let Some(Value::Object(data)) = obj.get("data") {
+    if let Some(Json::Object(data)) = obj.get("data") {
         if data.contains_key(HEADER) {
             return Some(data);
         }
-        if let Some(Value::Object(payload)) = data.get("payload") {
+        if let Some(Json::Object(payload)) = data.get("payload") {
             if payload.contains_key(HEADER) {
                 return Some(payload);
             }
@@ -65,7 +66,11 @@ pub fn unwrap(obj: &Map<String, Value>) -> Option<&Map<String, Value>> {
     None
 }
 
-fn field_names<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> Option<Vec<&'a str>> {
+fn field_names<'a>(
+    value: &'a Json<'a>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Vec<&'a str>> {
     let names = envelope::strings(value, path, false, problems)?;
     if let Some(bitmap) = names
         .iter()
@@ -84,10 +89,10 @@ fn field_names<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> Opt
     Some(names)
 }
 
-fn check(event: &Map<String, Value>) -> Result<Header<'_>, Failure> {
+fn check<'a>(event: &'a Object<'a>) -> Result<Header<'a>, Failure> {
     let mut problems = Problems::default();
     let header = match event.get(HEADER) {
-        Some(Value::Object(header)) => header,
+        Some(Json::Object(header)) => header,
         Some(other) => {
             problems.wrong(HEADER, envelope::DICT, other);
             problems.finish()?;
@@ -155,10 +160,7 @@ fn check(event: &Map<String, Value>) -> Result<Header<'_>, Failure> {
     }
 }
 
-pub fn normalize<'a>(
-    event: &'a Map<String, Value>,
-    mappings: &'a Mappings,
-) -> Outcome<Vec<Change<'a>>> {
+pub fn normalize<'a>(event: &'a Object<'a>, mappings: &'a Mappings) -> Outcome<Vec<Change<'a>>> {
     let header = check(event)?;
     match header.entity {
         "Opportunity" => opportunity(event, &header, mappings),
@@ -208,17 +210,17 @@ fn records<'a>(header: &Header<'a>) -> Outcome<Vec<&'a str>> {
         return Ok(ids);
     }
     if !header.record_ids.is_empty() {
-        let listed: Vec<Value> = header
+        let listed: Vec<Json> = header
             .record_ids
             .iter()
-            .map(|r| Value::String((*r).to_owned()))
+            .map(|r| Json::Str(Cow::Borrowed(*r)))
             .collect();
         return Err(Failure::unsupported(format!(
             "{HEADER}.recordIds: {} for {} names no single record ({}); it covers every record \
              of the entity, so resync {} from a bulk export",
             header.change_type,
             header.entity,
-            repr(&Value::Array(listed)),
+            repr(&Json::Array(listed)),
             header.entity
         )));
     }
@@ -230,22 +232,26 @@ fn records<'a>(header: &Header<'a>) -> Outcome<Vec<&'a str>> {
 
 /// `flatten`: Avro unions unwrapped, compound fields spread into dotted
 /// names, in the order Python's dict ends up with.
-fn flatten(event: &Map<String, Value>) -> Vec<(Cow<'_, str>, &Value)> {
-    let mut flat: Vec<(Cow<'_, str>, &Value)> = event
+fn flatten<'a>(event: &'a Object<'a>) -> Vec<(Cow<'a, str>, &'a Json<'a>)> {
+    let mut flat: Vec<(Cow<'_, str>, &Json)> = event
         .iter()
-        .map(|(k, v)| (Cow::Borrowed(k.as_str()), v))
+        .map(|(k, v)| (Cow::Borrowed(k.as_ref()), v))
         .collect();
     if !event.iter().any(|(k, v)| v.is_object() && k != HEADER) {
         return flat;
     }
-    fn set<'a>(flat: &mut Vec<(Cow<'a, str>, &'a Value)>, key: Cow<'a, str>, value: &'a Value) {
+    fn set<'a>(
+        flat: &mut Vec<(Cow<'a, str>, &'a Json<'a>)>,
+        key: Cow<'a, str>,
+        value: &'a Json<'a>,
+    ) {
         match flat.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => flat.push((key, value)),
         }
     }
-    for (key, value) in event {
-        let Value::Object(inner) = value else {
+    for (key, value) in event.iter() {
+        let Json::Object(inner) = value else {
             continue;
         };
         if key == HEADER {
@@ -256,12 +262,12 @@ fn flatten(event: &Map<String, Value>) -> Vec<(Cow<'_, str>, &Value)> {
         }
         if inner.len() == 1 {
             let (kind, unwrapped) = inner.iter().next().expect("one entry");
-            if AVRO_UNION_TYPES.contains(&kind.as_str()) {
-                set(&mut flat, Cow::Borrowed(key.as_str()), unwrapped);
+            if AVRO_UNION_TYPES.contains(&kind.as_ref()) {
+                set(&mut flat, Cow::Borrowed(key.as_ref()), unwrapped);
                 continue;
             }
         }
-        for (part, part_value) in inner {
+        for (part, part_value) in inner.iter() {
             set(&mut flat, Cow::Owned(format!("{key}.{part}")), part_value);
         }
     }
@@ -269,7 +275,7 @@ fn flatten(event: &Map<String, Value>) -> Vec<(Cow<'_, str>, &Value)> {
 }
 
 fn opportunity<'a>(
-    event: &'a Map<String, Value>,
+    event: &'a Object<'a>,
     header: &Header<'a>,
     mappings: &'a Mappings,
 ) -> Outcome<Vec<Change<'a>>> {
@@ -317,7 +323,7 @@ fn opportunity<'a>(
 type Values<'a> = (crate::change::Fields<'a>, Vec<Cow<'a, str>>);
 
 fn values<'a>(
-    event: &'a Map<String, Value>,
+    event: &'a Object<'a>,
     header: &Header<'a>,
     mappings: &'a Mappings,
     full: bool,
@@ -347,7 +353,7 @@ fn values<'a>(
     Ok((fields, nulled))
 }
 
-fn activity<'a>(event: &'a Map<String, Value>, header: &Header<'a>) -> Outcome<Vec<Change<'a>>> {
+fn activity<'a>(event: &'a Object<'a>, header: &Header<'a>) -> Outcome<Vec<Change<'a>>> {
     if !matches!(header.change_type, "CREATE" | "UPDATE") {
         return Ok(Vec::new());
     }
@@ -355,7 +361,7 @@ fn activity<'a>(event: &'a Map<String, Value>, header: &Header<'a>) -> Outcome<V
     let flat = flatten(event);
     let get = |key: &str| flat.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
     let what = match get("WhatId") {
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             return Err(Failure::unsupported(format!(
                 "WhatId: the {} {} carries no WhatId, so it cannot be attributed to an \
                  opportunity (an UPDATE carries only changed fields: enrich the channel with \
@@ -363,7 +369,7 @@ fn activity<'a>(event: &'a Map<String, Value>, header: &Header<'a>) -> Outcome<V
                 header.entity, header.change_type
             )))
         }
-        Some(Value::String(what)) => what.as_str(),
+        Some(Json::Str(what)) => what.as_ref(),
         Some(other) => {
             return Err(Failure::violation(
                 "WhatId",
@@ -379,7 +385,7 @@ fn activity<'a>(event: &'a Map<String, Value>, header: &Header<'a>) -> Outcome<V
         return Ok(Vec::new());
     }
     let contact = match get("WhoId") {
-        Some(Value::String(who)) if who.starts_with(CONTACT_PREFIX) => Some(who.as_str()),
+        Some(Json::Str(who)) if who.starts_with(CONTACT_PREFIX) => Some(who.as_ref()),
         _ => None,
     };
     let at = occurred_at(header)?;
