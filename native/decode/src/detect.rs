@@ -49,10 +49,10 @@ pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
         )),
         Json::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                decode_event(item, mappings, &mut result, &format!("[{index}] "));
+                decode_event(item, mappings, &mut result, Some(index));
             }
         }
-        event => decode_event(event, mappings, &mut result, ""),
+        event => decode_event(event, mappings, &mut result, None),
     }
     result
 }
@@ -78,28 +78,33 @@ fn detect<'a>(event: &'a Json<'a>) -> Option<(Normalizer, &'a Object<'a>)> {
     None
 }
 
-fn decode_event(event: &Json, mappings: &Mappings, result: &mut Decoded, place: &str) {
+/// `index` is the element's place in an array message: rejects name it, and
+/// the prefix is only written for them.
+fn decode_event(event: &Json, mappings: &Mappings, result: &mut Decoded, index: Option<usize>) {
+    let place = || index.map(|i| format!("[{i}] ")).unwrap_or_default();
     let Some((normalize, inner)) = detect(event) else {
         result
             .rejects
-            .push(("unknown_format", format!("{place}{}", unknown(event))));
+            .push(("unknown_format", format!("{}{}", place(), unknown(event))));
         return;
     };
     match normalize(inner, mappings) {
         Ok(changes) if changes.is_empty() => result.ignored += 1,
         Ok(changes) => result.changes.extend(changes.iter().map(Change::to_json)),
         Err(Failure::Input { reason, message }) => {
-            result.rejects.push((reason, format!("{place}{message}")));
+            result
+                .rejects
+                .push((reason, format!("{}{message}", place())));
         }
         Err(Failure::Coercion(message)) => {
             result
                 .rejects
-                .push(("schema_violation", format!("{place}{message}")));
+                .push(("schema_violation", format!("{}{message}", place())));
         }
         Err(Failure::Exception { kind, message }) => {
             result
                 .rejects
-                .push(("processing_error", format!("{place}{kind}: {message}")));
+                .push(("processing_error", format!("{}{kind}: {message}", place())));
         }
     }
 }

@@ -327,9 +327,18 @@ pub fn parse_datetime(text: &str) -> Result<Parsed, ()> {
     Ok(Parsed { local, offset })
 }
 
+/// Zero-padded decimal without `format!`: this runs seven times per change.
 fn push_padded(out: &mut Vec<u8>, value: i64, width: usize) {
-    let text = format!("{value:0width$}");
-    out.extend_from_slice(text.as_bytes());
+    let mut digits = [b'0'; 20];
+    let mut rest = value.unsigned_abs();
+    let mut at = digits.len();
+    while rest > 0 {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let start = at.min(digits.len() - width);
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// `date.isoformat()` of the day holding `micros`.

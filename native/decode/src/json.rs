@@ -73,8 +73,15 @@ impl Json<'_> {
     }
 }
 
-pub fn parse(raw: &[u8]) -> Result<Json<'_>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+/// UTF-8 is checked once for the whole message, so that strings need not
+/// be checked one by one.
+pub fn parse(raw: &[u8]) -> Result<Json<'_>, String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("not valid UTF-8: {e}"))?;
+    parse_text(text).map_err(|e| e.to_string())
+}
+
+fn parse_text(text: &str) -> Result<Json<'_>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     deserializer.disable_recursion_limit();
     let value = Depth(0).deserialize(&mut deserializer)?;
     deserializer.end()?;

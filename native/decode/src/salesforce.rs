@@ -104,32 +104,71 @@ fn check<'a>(event: &'a Object<'a>) -> Result<Header<'a>, Failure> {
             unreachable!("a problem was recorded");
         }
     };
-    let at = |key: &str| format!("{HEADER}.{key}");
     let required = |key: &str, problems: &mut Problems| {
         let value = header.get(key);
         if value.is_none() {
-            problems.missing(&at(key));
+            problems.missing(&format!("{HEADER}.{key}"));
         }
         value
     };
-    let entity = required("entityName", &mut problems)
-        .and_then(|v| envelope::non_empty(v, &at("entityName"), &mut problems));
-    let record_ids = required("recordIds", &mut problems)
-        .and_then(|v| envelope::strings(v, &at("recordIds"), false, &mut problems));
-    let change_type = required("changeType", &mut problems)
-        .and_then(|v| envelope::literal(v, &CHANGE_TYPES, &at("changeType"), &mut problems));
-    let commit = required("commitTimestamp", &mut problems)
-        .and_then(|v| envelope::strict_int(v, &at("commitTimestamp"), &mut problems));
-    let sequence = required("sequenceNumber", &mut problems)
-        .and_then(|v| envelope::strict_int(v, &at("sequenceNumber"), &mut problems));
-    let transaction = required("transactionKey", &mut problems)
-        .and_then(|v| envelope::non_empty(v, &at("transactionKey"), &mut problems));
-    let nulled = header
-        .get("nulledFields")
-        .map(|v| field_names(v, &at("nulledFields"), &mut problems));
-    let diff = header
-        .get("diffFields")
-        .map(|v| field_names(v, &at("diffFields"), &mut problems));
+    let entity = required("entityName", &mut problems).and_then(|v| {
+        envelope::non_empty(
+            v,
+            concat!("ChangeEventHeader.", "entityName"),
+            &mut problems,
+        )
+    });
+    let record_ids = required("recordIds", &mut problems).and_then(|v| {
+        envelope::strings(
+            v,
+            concat!("ChangeEventHeader.", "recordIds"),
+            false,
+            &mut problems,
+        )
+    });
+    let change_type = required("changeType", &mut problems).and_then(|v| {
+        envelope::literal(
+            v,
+            &CHANGE_TYPES,
+            concat!("ChangeEventHeader.", "changeType"),
+            &mut problems,
+        )
+    });
+    let commit = required("commitTimestamp", &mut problems).and_then(|v| {
+        envelope::strict_int(
+            v,
+            concat!("ChangeEventHeader.", "commitTimestamp"),
+            &mut problems,
+        )
+    });
+    let sequence = required("sequenceNumber", &mut problems).and_then(|v| {
+        envelope::strict_int(
+            v,
+            concat!("ChangeEventHeader.", "sequenceNumber"),
+            &mut problems,
+        )
+    });
+    let transaction = required("transactionKey", &mut problems).and_then(|v| {
+        envelope::non_empty(
+            v,
+            concat!("ChangeEventHeader.", "transactionKey"),
+            &mut problems,
+        )
+    });
+    let nulled = header.get("nulledFields").map(|v| {
+        field_names(
+            v,
+            concat!("ChangeEventHeader.", "nulledFields"),
+            &mut problems,
+        )
+    });
+    let diff = header.get("diffFields").map(|v| {
+        field_names(
+            v,
+            concat!("ChangeEventHeader.", "diffFields"),
+            &mut problems,
+        )
+    });
     problems.finish()?;
     match (
         entity,
