@@ -389,6 +389,10 @@ def test_decode_many_is_decode_per_message() -> None:
     assert native.decode_many(raws) == [native.decode(raw) for raw in raws]
 
 
+def test_the_default_size_limit_is_the_python_one() -> None:
+    assert hygiene_decode.MAX_BYTES == MAX_BYTES
+
+
 def test_bad_mappings_json_is_refused() -> None:
     with pytest.raises(ValueError, match="mappings_json"):
         hygiene_decode.Decoder(b"{}")

@@ -61,5 +61,7 @@ impl Decoder {
 #[pymodule]
 fn hygiene_decode(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
+    // Exported so that a test can hold it equal to detect.MAX_BYTES.
+    module.add("MAX_BYTES", detect::MAX_BYTES)?;
     Ok(())
 }
