@@ -24,6 +24,7 @@ import pytest
 
 from processor.rules import default_rules
 from processor.simulate import simulate
+from processor.sources.base import build_change
 from processor.sources.detect import MAX_BYTES, decode
 from processor.sources.export import native_mappings
 from processor.sources.mapping import FieldMappings
@@ -407,3 +408,17 @@ def test_minus_zero_integer_literal() -> None:
         b'"occurred_at": "2024-05-01", "sequence": -0}'
     )
     assert_parity([raw])
+
+
+def test_records_built_without_validation_equal_the_python_ones() -> None:
+    """The cheap way back to records the wiring plan relies on: the native
+    JSON parsed and handed to ``build_change``, which trusts its types."""
+    raws = simulated("mixed", 2)
+    native = decoder("default")
+    for raw, (changes, _, _) in zip(raws, native.decode_many(raws), strict=True):
+        built = []
+        for change in changes:
+            values = orjson.loads(change)
+            values["occurred_at"] = datetime.fromisoformat(values["occurred_at"])
+            built.append(build_change(**values))
+        assert built == decode(raw, FieldMappings()).changes
