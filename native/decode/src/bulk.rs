@@ -6,7 +6,7 @@ use crate::json::{Json, Object};
 use std::borrow::Cow;
 
 use crate::change::Change;
-use crate::envelope::{self, Problems};
+use crate::envelope::{self, Problems, Reader};
 use crate::error::{Failure, Outcome};
 use crate::generic::{read_timestamp, timestamp};
 use crate::mapping::{values_of, Mappings, Options};
@@ -64,30 +64,22 @@ pub fn normalize<'a>(
     mappings: &'a Mappings,
 ) -> Outcome<Vec<Change<'a>>> {
     let mut p = Problems::default();
-    let required = |key: &str, p: &mut Problems| {
-        let value = envelope_.get(key);
-        if value.is_none() {
-            p.missing(key);
-        }
-        value
-    };
-    let export_id =
-        required("export_id", &mut p).and_then(|v| envelope::vendor_id_at(v, "export_id", &mut p));
-    let exported_at = match required("exported_at", &mut p) {
-        Some(v) => timestamp(v, "exported_at", &mut p)?,
-        None => None,
-    };
-    let row = match required("row", &mut p) {
-        Some(Json::Object(row)) => Some(row),
-        Some(other) => {
-            p.wrong("row", envelope::DICT, other);
+    let mut r = Reader::new(envelope_, "", &mut p);
+    let export_id = r.required("export_id", envelope::vendor_id_at);
+    let exported_at = r
+        .required("exported_at", |v, path, pr| Some(timestamp(v, path, pr)))
+        .transpose()?
+        .flatten();
+    let row = r.required("row", |v, path, pr| match v {
+        Json::Object(row) => Some(row),
+        other => {
+            pr.wrong(path, envelope::DICT, other);
             None
         }
-        None => None,
-    };
+    });
     p.finish()?;
     let (Some(export_id), Some(exported_at), Some(row)) = (export_id, exported_at, row) else {
-        unreachable!("every missing or bad key was recorded as a problem");
+        unreachable!("{}", envelope::CHECKED);
     };
     // `_spread_properties`: HubSpot exports nest the values under properties.
     let mut values: Vec<(&'a str, &'a Json<'a>)> = Vec::with_capacity(row.len());

@@ -2,7 +2,7 @@
 //! messages for its own checks (strict types, literals, required keys),
 //! joined by `base.describe` into one schema violation naming every bad key.
 
-use crate::json::Json;
+use crate::json::{Json, Object};
 use serde_json::Number;
 use std::borrow::Cow;
 
@@ -15,7 +15,9 @@ pub const BOOLEAN: &str = "Input should be a valid boolean";
 pub const NUMBER: &str = "Input should be a valid number";
 pub const LIST: &str = "Input should be a valid list";
 pub const DICT: &str = "Input should be a valid dictionary";
-const TOO_SHORT: &str = "String should have at least 1 character";
+/// Why a key read after `Problems::finish` succeeded is always there.
+pub const CHECKED: &str = "every missing or bad key was recorded as a problem";
+pub const TOO_SHORT: &str = "String should have at least 1 character";
 
 #[derive(Default)]
 pub struct Problems(Vec<String>);
@@ -100,31 +102,33 @@ pub fn strict_bool(value: &Json, path: &str, problems: &mut Problems) -> Option<
     }
 }
 
-/// `list[str]`, or `list[NonEmpty]` when `non_empty_items`.
-pub fn strings<'a>(
+/// `str` (strict, empty allowed).
+pub fn any_str<'a>(value: &'a Json<'a>, path: &str, problems: &mut Problems) -> Option<&'a str> {
+    match value {
+        Json::Str(text) => Some(text),
+        _ => {
+            problems.wrong(path, STRING, value);
+            None
+        }
+    }
+}
+
+/// `list[T]`: every bad item is recorded, as pydantic reports them all.
+pub fn list_of<'a, T>(
     value: &'a Json<'a>,
     path: &str,
-    non_empty_items: bool,
     problems: &mut Problems,
-) -> Option<Vec<&'a str>> {
+    item: impl Fn(&'a Json<'a>, &str, &mut Problems) -> Option<T>,
+) -> Option<Vec<T>> {
     let Json::Array(items) = value else {
         problems.wrong(path, LIST, value);
         return None;
     };
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let place = format!("{path}[{i}]");
-        let read = if non_empty_items {
-            non_empty(item, &place, problems)
-        } else if let Json::Str(text) = item {
-            Some(text.as_ref())
-        } else {
-            problems.wrong(&place, STRING, item);
-            None
-        };
-        match read {
-            Some(text) => out.push(text),
+    for (i, each) in items.iter().enumerate() {
+        match item(each, &format!("{path}[{i}]"), problems) {
+            Some(read) => out.push(read),
             None => ok = false,
         }
     }
@@ -178,22 +182,47 @@ pub fn vendor_id_at<'a>(
     }
 }
 
-pub fn vendor_ids<'a>(
-    value: &'a Json<'a>,
-    path: &str,
-    problems: &mut Problems,
-) -> Option<Vec<Cow<'a, str>>> {
-    let Json::Array(items) = value else {
-        problems.wrong(path, LIST, value);
-        return None;
-    };
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match vendor_id_at(item, &format!("{path}[{i}]"), problems) {
-            Some(id) => out.push(id),
-            None => ok = false,
+/// Reads the keys a schema declares from one object, recording every
+/// problem. Paths are written out whole by the caller (a key is the path
+/// without the object's prefix), so that reading a valid event allocates no
+/// path strings.
+pub struct Reader<'a, 'p> {
+    object: &'a Object<'a>,
+    prefix: usize,
+    pub problems: &'p mut Problems,
+}
+
+impl<'a, 'p> Reader<'a, 'p> {
+    pub fn new(object: &'a Object<'a>, prefix: &str, problems: &'p mut Problems) -> Self {
+        Reader {
+            object,
+            prefix: prefix.len(),
+            problems,
         }
     }
-    ok.then_some(out)
+
+    /// A required key: missing is a problem.
+    pub fn required<T>(
+        &mut self,
+        path: &str,
+        check: impl FnOnce(&'a Json<'a>, &str, &mut Problems) -> Option<T>,
+    ) -> Option<T> {
+        match self.object.get(&path[self.prefix..]) {
+            Some(value) => check(value, path, self.problems),
+            None => {
+                self.problems.missing(path);
+                None
+            }
+        }
+    }
+
+    /// A `NotRequired` key: None when absent (or invalid, which `finish` reports).
+    pub fn optional<T>(
+        &mut self,
+        path: &str,
+        check: impl FnOnce(&'a Json<'a>, &str, &mut Problems) -> Option<T>,
+    ) -> Option<T> {
+        let value = self.object.get(&path[self.prefix..])?;
+        check(value, path, self.problems)
+    }
 }

@@ -5,7 +5,7 @@ use crate::json::{Json, Object};
 use std::borrow::Cow;
 
 use crate::change::Change;
-use crate::envelope::{self, Problems};
+use crate::envelope::{self, Problems, Reader};
 use crate::error::{Failure, Outcome};
 use crate::isotime;
 use crate::mapping::{values_of, Mappings, Options};
@@ -80,57 +80,41 @@ pub fn read_timestamp(value: &Json) -> Outcome<Result<i64, String>> {
 
 pub fn normalize<'a>(event: &'a Object<'a>, mappings: &'a Mappings) -> Outcome<Vec<Change<'a>>> {
     let mut p = Problems::default();
-    let required = |key: &str, p: &mut Problems| {
-        let value = event.get(key);
-        if value.is_none() {
-            p.missing(key);
-        }
-        value
-    };
-    let source = required("source", &mut p).and_then(|v| envelope::non_empty(v, "source", &mut p));
-    let event_id =
-        required("event_id", &mut p).and_then(|v| envelope::vendor_id_at(v, "event_id", &mut p));
-    let opportunity_id = required("opportunity_id", &mut p)
-        .and_then(|v| envelope::vendor_id_at(v, "opportunity_id", &mut p));
-    let occurred_at = match required("occurred_at", &mut p) {
-        Some(v) => timestamp(v, "occurred_at", &mut p)?,
-        None => None,
-    };
-    let op = required("op", &mut p).and_then(|v| envelope::literal(v, &OPS, "op", &mut p));
-    let fields = event.get("fields").and_then(|v| match v {
+    let mut r = Reader::new(event, "", &mut p);
+    let source = r.required("source", envelope::non_empty);
+    let event_id = r.required("event_id", envelope::vendor_id_at);
+    let opportunity_id = r.required("opportunity_id", envelope::vendor_id_at);
+    let occurred_at = r
+        .required("occurred_at", |v, path, pr| Some(timestamp(v, path, pr)))
+        .transpose()?
+        .flatten();
+    let op = r.required("op", |v, path, pr| envelope::literal(v, &OPS, path, pr));
+    let fields = r.optional("fields", |v, path, pr| match v {
         Json::Object(map) => {
             let mut ok = true;
             for key in map.keys().filter(|k| k.is_empty()) {
-                let path = envelope::child(&envelope::child("", "fields"), key) + " (the key)";
-                p.wrong(
-                    &path,
-                    "String should have at least 1 character",
-                    &Json::Str(Cow::Borrowed(key)),
-                );
+                let place = envelope::child(path, key) + " (the key)";
+                pr.wrong(&place, envelope::TOO_SHORT, &Json::Str(Cow::Borrowed(key)));
                 ok = false;
             }
             ok.then_some(map)
         }
         other => {
-            p.wrong("fields", envelope::DICT, other);
+            pr.wrong(path, envelope::DICT, other);
             None
         }
     });
-    let nulled_fields = event
-        .get("nulled_fields")
-        .and_then(|v| envelope::strings(v, "nulled_fields", true, &mut p));
-    let contact_ids = event
-        .get("contact_ids")
-        .and_then(|v| envelope::vendor_ids(v, "contact_ids", &mut p));
-    let full = event
-        .get("full")
-        .and_then(|v| envelope::strict_bool(v, "full", &mut p));
-    let sequence = event
-        .get("sequence")
-        .and_then(|v| envelope::strict_int(v, "sequence", &mut p));
+    let nulled_fields = r.optional("nulled_fields", |v, path, pr| {
+        envelope::list_of(v, path, pr, envelope::non_empty)
+    });
+    let contact_ids = r.optional("contact_ids", |v, path, pr| {
+        envelope::list_of(v, path, pr, envelope::vendor_id_at)
+    });
+    let full = r.optional("full", envelope::strict_bool);
+    let sequence = r.optional("sequence", envelope::strict_int);
     for (key, value) in event.iter() {
         if !KEYS.contains(&key.as_ref()) {
-            p.wrong(
+            r.problems.wrong(
                 &envelope::child("", key),
                 "Extra inputs are not permitted",
                 value,
@@ -141,7 +125,7 @@ pub fn normalize<'a>(event: &'a Object<'a>, mappings: &'a Mappings) -> Outcome<V
     let (Some(source), Some(event_id), Some(opportunity_id), Some(occurred_at), Some(op)) =
         (source, event_id, opportunity_id, occurred_at, op)
     else {
-        unreachable!("every missing or bad key was recorded as a problem");
+        unreachable!("{}", envelope::CHECKED);
     };
     let mapping = &mappings.generic;
     let options = Options {

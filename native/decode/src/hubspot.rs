@@ -6,7 +6,7 @@ use serde_json::Number;
 use std::borrow::Cow;
 
 use crate::change::Change;
-use crate::envelope::{self, Problems};
+use crate::envelope::{self, Problems, Reader};
 use crate::error::{Failure, Outcome};
 use crate::mapping::{values_of, Mappings, Options};
 use crate::pyrepr::{repr, str_repr};
@@ -41,77 +41,56 @@ struct DealEvent<'a> {
 
 fn check<'a>(event: &'a Object<'a>) -> Result<DealEvent<'a>, Failure> {
     let mut p = Problems::default();
-    let required = |key: &str, p: &mut Problems| {
-        let value = event.get(key);
-        if value.is_none() {
-            p.missing(key);
-        }
-        value
-    };
-    let event_id =
-        required("eventId", &mut p).and_then(|v| envelope::vendor_id_at(v, "eventId", &mut p));
-    let portal_id =
-        required("portalId", &mut p).and_then(|v| envelope::vendor_id_at(v, "portalId", &mut p));
-    let occurred_at =
-        required("occurredAt", &mut p).and_then(|v| envelope::strict_int(v, "occurredAt", &mut p));
-    let subscription = required("subscriptionType", &mut p)
-        .and_then(|v| envelope::non_empty(v, "subscriptionType", &mut p));
-    let id = |key: &str, p: &mut Problems| {
-        event
-            .get(key)
-            .and_then(|v| envelope::vendor_id_at(v, key, p))
-    };
-    let object_id = id("objectId", &mut p);
-    let property_name = event
-        .get("propertyName")
-        .and_then(|v| envelope::non_empty(v, "propertyName", &mut p));
+    let mut r = Reader::new(event, "", &mut p);
+    let event_id = r.required("eventId", envelope::vendor_id_at);
+    let portal_id = r.required("portalId", envelope::vendor_id_at);
+    let occurred_at = r.required("occurredAt", envelope::strict_int);
+    let subscription = r.required("subscriptionType", envelope::non_empty);
+    let object_id = r.optional("objectId", envelope::vendor_id_at);
+    let property_name = r.optional("propertyName", envelope::non_empty);
     let property_value = event.get("propertyValue");
     if let Some(value @ (Json::Array(_) | Json::Object(_))) = property_value {
+        // The union str | int | float | bool | None: pydantic names each member.
         for (member, message) in [
             ("str", envelope::STRING),
             ("int", envelope::INTEGER),
             ("float", envelope::NUMBER),
             ("bool", envelope::BOOLEAN),
         ] {
-            p.wrong(&format!("propertyValue.{member}"), message, value);
+            r.problems
+                .wrong(&format!("propertyValue.{member}"), message, value);
         }
     }
-    let primary_object_id = id("primaryObjectId", &mut p);
-    let merged_object_ids = event
-        .get("mergedObjectIds")
-        .and_then(|v| envelope::vendor_ids(v, "mergedObjectIds", &mut p));
-    let new_object_id = match event.get("newObjectId") {
-        None | Some(Json::Null) => None,
-        Some(v) => envelope::vendor_id_at(v, "newObjectId", &mut p),
-    };
-    let from_object_id = id("fromObjectId", &mut p);
-    let to_object_id = id("toObjectId", &mut p);
-    let association_type = event
-        .get("associationType")
-        .and_then(|v| envelope::non_empty(v, "associationType", &mut p));
-    let association_removed = event
-        .get("associationRemoved")
-        .and_then(|v| envelope::strict_bool(v, "associationRemoved", &mut p));
+    let primary_object_id = r.optional("primaryObjectId", envelope::vendor_id_at);
+    let merged_object_ids = r.optional("mergedObjectIds", |v, path, pr| {
+        envelope::list_of(v, path, pr, envelope::vendor_id_at)
+    });
+    let new_object_id = r.optional("newObjectId", |v, path, pr| {
+        (!v.is_null())
+            .then(|| envelope::vendor_id_at(v, path, pr))
+            .flatten()
+    });
+    let from_object_id = r.optional("fromObjectId", envelope::vendor_id_at);
+    let to_object_id = r.optional("toObjectId", envelope::vendor_id_at);
+    let association_type = r.optional("associationType", envelope::non_empty);
+    let association_removed = r.optional("associationRemoved", envelope::strict_bool);
     p.finish()?;
-    match (event_id, portal_id, occurred_at, subscription) {
-        (Some(event_id), Some(portal_id), Some(occurred_at), Some(subscription)) => Ok(DealEvent {
-            event_id,
-            portal_id,
-            occurred_at,
-            subscription,
-            object_id,
-            property_name,
-            property_value,
-            primary_object_id,
-            merged_object_ids,
-            new_object_id,
-            from_object_id,
-            to_object_id,
-            association_type,
-            association_removed,
-        }),
-        _ => unreachable!("every missing or bad key was recorded as a problem"),
-    }
+    Ok(DealEvent {
+        event_id: event_id.expect(envelope::CHECKED),
+        portal_id: portal_id.expect(envelope::CHECKED),
+        occurred_at: occurred_at.expect(envelope::CHECKED),
+        subscription: subscription.expect(envelope::CHECKED),
+        object_id,
+        property_name,
+        property_value,
+        primary_object_id,
+        merged_object_ids,
+        new_object_id,
+        from_object_id,
+        to_object_id,
+        association_type,
+        association_removed,
+    })
 }
 
 /// The action of a deal subscription; other objects are unsupported

@@ -6,7 +6,7 @@ use serde_json::Number;
 use std::borrow::Cow;
 
 use crate::change::Change;
-use crate::envelope::{self, Problems};
+use crate::envelope::{self, Problems, Reader};
 use crate::error::{Failure, Outcome};
 use crate::isotime;
 use crate::mapping::{values_of, Mappings, Options};
@@ -71,7 +71,7 @@ fn field_names<'a>(
     path: &str,
     problems: &mut Problems,
 ) -> Option<Vec<&'a str>> {
-    let names = envelope::strings(value, path, false, problems)?;
+    let names = envelope::list_of(value, path, problems, envelope::any_str)?;
     if let Some(bitmap) = names
         .iter()
         .find(|n| n.starts_with("0x") || n.contains("-0x"))
@@ -104,99 +104,30 @@ fn check<'a>(event: &'a Object<'a>) -> Result<Header<'a>, Failure> {
             unreachable!("a problem was recorded");
         }
     };
-    let required = |key: &str, problems: &mut Problems| {
-        let value = header.get(key);
-        if value.is_none() {
-            problems.missing(&format!("{HEADER}.{key}"));
-        }
-        value
-    };
-    let entity = required("entityName", &mut problems).and_then(|v| {
-        envelope::non_empty(
-            v,
-            concat!("ChangeEventHeader.", "entityName"),
-            &mut problems,
-        )
+    let mut r = Reader::new(header, "ChangeEventHeader.", &mut problems);
+    let entity = r.required("ChangeEventHeader.entityName", envelope::non_empty);
+    let record_ids = r.required("ChangeEventHeader.recordIds", |v, path, pr| {
+        envelope::list_of(v, path, pr, envelope::any_str)
     });
-    let record_ids = required("recordIds", &mut problems).and_then(|v| {
-        envelope::strings(
-            v,
-            concat!("ChangeEventHeader.", "recordIds"),
-            false,
-            &mut problems,
-        )
+    let change_type = r.required("ChangeEventHeader.changeType", |v, path, pr| {
+        envelope::literal(v, &CHANGE_TYPES, path, pr)
     });
-    let change_type = required("changeType", &mut problems).and_then(|v| {
-        envelope::literal(
-            v,
-            &CHANGE_TYPES,
-            concat!("ChangeEventHeader.", "changeType"),
-            &mut problems,
-        )
-    });
-    let commit = required("commitTimestamp", &mut problems).and_then(|v| {
-        envelope::strict_int(
-            v,
-            concat!("ChangeEventHeader.", "commitTimestamp"),
-            &mut problems,
-        )
-    });
-    let sequence = required("sequenceNumber", &mut problems).and_then(|v| {
-        envelope::strict_int(
-            v,
-            concat!("ChangeEventHeader.", "sequenceNumber"),
-            &mut problems,
-        )
-    });
-    let transaction = required("transactionKey", &mut problems).and_then(|v| {
-        envelope::non_empty(
-            v,
-            concat!("ChangeEventHeader.", "transactionKey"),
-            &mut problems,
-        )
-    });
-    let nulled = header.get("nulledFields").map(|v| {
-        field_names(
-            v,
-            concat!("ChangeEventHeader.", "nulledFields"),
-            &mut problems,
-        )
-    });
-    let diff = header.get("diffFields").map(|v| {
-        field_names(
-            v,
-            concat!("ChangeEventHeader.", "diffFields"),
-            &mut problems,
-        )
-    });
+    let commit = r.required("ChangeEventHeader.commitTimestamp", envelope::strict_int);
+    let sequence = r.required("ChangeEventHeader.sequenceNumber", envelope::strict_int);
+    let transaction = r.required("ChangeEventHeader.transactionKey", envelope::non_empty);
+    let nulled = r.optional("ChangeEventHeader.nulledFields", field_names);
+    let diff = r.optional("ChangeEventHeader.diffFields", field_names);
     problems.finish()?;
-    match (
-        entity,
-        record_ids,
-        change_type,
-        commit,
-        sequence,
-        transaction,
-    ) {
-        (
-            Some(entity),
-            Some(record_ids),
-            Some(change_type),
-            Some(commit),
-            Some(sequence),
-            Some(transaction),
-        ) => Ok(Header {
-            entity,
-            record_ids,
-            change_type,
-            commit,
-            sequence,
-            transaction,
-            nulled: nulled.flatten(),
-            diff: diff.flatten(),
-        }),
-        _ => unreachable!("every missing or bad key was recorded as a problem"),
-    }
+    Ok(Header {
+        entity: entity.expect(envelope::CHECKED),
+        record_ids: record_ids.expect(envelope::CHECKED),
+        change_type: change_type.expect(envelope::CHECKED),
+        commit: commit.expect(envelope::CHECKED),
+        sequence: sequence.expect(envelope::CHECKED),
+        transaction: transaction.expect(envelope::CHECKED),
+        nulled,
+        diff,
+    })
 }
 
 pub fn normalize<'a>(event: &'a Object<'a>, mappings: &'a Mappings) -> Outcome<Vec<Change<'a>>> {
