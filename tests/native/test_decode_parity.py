@@ -399,15 +399,23 @@ def test_bad_mappings_json_is_refused() -> None:
         hygiene_decode.Decoder(b"{}")
 
 
-@pytest.mark.xfail(strict=True, reason="serde_json reads the integer literal -0 as the float -0.0")
-def test_minus_zero_integer_literal() -> None:
-    """The one known value difference (native/decode/STATUS.md): orjson reads
-    ``-0`` as the int 0, so Python accepts it where an integer is required."""
-    raw = (
-        b'{"source": "x", "event_id": "e", "opportunity_id": "o", "op": "upsert", '
-        b'"occurred_at": "2024-05-01", "sequence": -0}'
+@pytest.mark.parametrize("which", sorted(MAPPINGS))
+def test_minus_zero_is_an_int_only_when_written_so(which: str) -> None:
+    """orjson reads ``-0`` as the int 0 and ``-0.0`` / ``-0e0`` as floats;
+    serde_json reads all three as -0.0 unless the decoder corrects it."""
+    event = (
+        b'{"source": "x-0", "event_id": "e-0", "opportunity_id": "o", "op": "upsert", '
+        b'"occurred_at": "2024-05-01", "sequence": %s, "fields": {"custom": %s, '
+        b'"amount": %s, "text": "-0"}, "contact_ids": [-0, "-0", 7]}'
     )
-    assert_parity([raw])
+    raws = [
+        event % (seq, custom, amount)
+        for seq in (b"-0", b"0", b"-0.0")
+        for custom in (b"-0", b"-0.0", b"-0E1", b"-01")
+        for amount in (b"-0", b"-0.0")
+    ]
+    raws += [b"[-0]", b"-0", b'{"event_id": -0}', b'{"event_id": -0.0}', b"[-0, -0.0, -0e0]"]
+    assert_parity(raws, which)
 
 
 def test_records_built_without_validation_equal_the_python_ones() -> None:

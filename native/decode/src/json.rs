@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap;
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 /// orjson's nesting limit: deeper documents are malformed there too.
@@ -83,25 +84,105 @@ pub fn parse(raw: &[u8]) -> Result<Json<'_>, String> {
 fn parse_text(text: &str) -> Result<Json<'_>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     deserializer.disable_recursion_limit();
-    let value = Depth(0).deserialize(&mut deserializer)?;
+    let numbers = Numbers {
+        seen: Cell::new(0),
+        minus_zeros: minus_zeros(text),
+    };
+    let value = Depth(0, &numbers).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
 }
 
-#[derive(Clone, Copy)]
-struct Depth(usize);
+/// serde_json reads the integer literal `-0` as the float -0.0 where orjson
+/// (and so Python) reads the int 0; numbers are visited in document order,
+/// so the ordinals of the `-0` tokens say which -0.0 to read as 0.
+struct Numbers {
+    seen: Cell<usize>,
+    minus_zeros: Vec<usize>,
+}
 
-impl Depth {
-    fn deeper<E: Error>(self) -> Result<Depth, E> {
+impl Numbers {
+    fn next(&self) -> usize {
+        let ordinal = self.seen.get();
+        self.seen.set(ordinal + 1);
+        ordinal
+    }
+}
+
+/// The ordinals, among all number tokens, of those written exactly `-0`;
+/// the string-aware scan only runs when such bytes occur at all (dates'
+/// `-05` do not count).
+fn minus_zeros(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let ends_number = |at: usize| {
+        bytes
+            .get(at)
+            .is_none_or(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E'))
+    };
+    let mut from = 0;
+    let written = loop {
+        let Some(at) = bytes[from..].iter().position(|b| *b == b'-') else {
+            break false;
+        };
+        let at = from + at;
+        if bytes.get(at + 1) == Some(&b'0') && ends_number(at + 2) {
+            break true;
+        }
+        from = at + 1;
+    };
+    if !written {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let (mut ordinal, mut i, mut in_string) = (0, 0, false);
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if in_string {
+            match byte {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match byte {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                if &bytes[start..i] == b"-0" {
+                    found.push(ordinal);
+                }
+                ordinal += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    found
+}
+
+#[derive(Clone, Copy)]
+struct Depth<'s>(usize, &'s Numbers);
+
+impl<'s> Depth<'s> {
+    fn deeper<E: Error>(self) -> Result<Depth<'s>, E> {
         if self.0 >= MAX_DEPTH {
             Err(E::custom("depth limit exceeded"))
         } else {
-            Ok(Depth(self.0 + 1))
+            Ok(Depth(self.0 + 1, self.1))
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Depth {
+impl<'de> DeserializeSeed<'de> for Depth<'_> {
     type Value = Json<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Json<'de>, D::Error> {
@@ -109,7 +190,7 @@ impl<'de> DeserializeSeed<'de> for Depth {
     }
 }
 
-impl<'de> Visitor<'de> for Depth {
+impl<'de> Visitor<'de> for Depth<'_> {
     type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -125,14 +206,20 @@ impl<'de> Visitor<'de> for Depth {
     }
 
     fn visit_i64<E: Error>(self, v: i64) -> Result<Json<'de>, E> {
+        self.1.next();
         Ok(Json::Number(v.into()))
     }
 
     fn visit_u64<E: Error>(self, v: u64) -> Result<Json<'de>, E> {
+        self.1.next();
         Ok(Json::Number(v.into()))
     }
 
     fn visit_f64<E: Error>(self, v: f64) -> Result<Json<'de>, E> {
+        let ordinal = self.1.next();
+        if v == 0.0 && v.is_sign_negative() && self.1.minus_zeros.contains(&ordinal) {
+            return Ok(Json::Number(0i64.into()));
+        }
         Number::from_f64(v)
             .map(Json::Number)
             .ok_or_else(|| E::custom("number out of range"))
