@@ -1,4 +1,4 @@
-//! Json coercion by canonical type, as `processor.sources.mapping` does it:
+//! Value coercion by canonical type, as `processor.sources.mapping` does it:
 //! dates to `YYYY-MM-DD`, numbers to floats, counts to ints. Error texts
 //! carry Python reprs because the Python ones do.
 
