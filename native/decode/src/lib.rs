@@ -1,0 +1,21 @@
+//! Native decoders for the streaming CRM formats, held to byte-for-byte
+//! parity with `processor.sources` (the Python reference): same changes, same
+//! ignored counts, same reject reasons and, where the words are ours, the same
+//! error texts. Only the per-message hot path lives here; configuration comes
+//! from Python (`processor.sources.export.native_mappings`).
+
+mod bindings;
+mod bulk;
+mod change;
+mod coerce;
+mod detect;
+mod digits;
+mod envelope;
+mod error;
+mod generic;
+mod hubspot;
+mod isotime;
+mod json;
+mod mapping;
+mod pyrepr;
+mod salesforce;
