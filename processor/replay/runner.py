@@ -19,8 +19,8 @@ from processor.replay.sinks import NullSink, Sink
 from processor.rules.config import RuleSet
 from processor.sources import bulk, recorded
 from processor.sources.base import Reject
-from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
+from processor.sources.native import Decoder
 from schemas import (
     Alert,
     CloseOutCommand,
@@ -67,6 +67,7 @@ class Replay:
     ) -> None:
         self.engine = Engine(rules)
         self.mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
+        self.decoder = Decoder(self.mappings)
         self.sink: Sink = sink or NullSink()
         self.keep = keep
         self.states: dict[str, OpportunityState] = {}
@@ -76,11 +77,11 @@ class Replay:
     # ---- input ------------------------------------------------------------
     def feed(self, raw: bytes, source: str, offset: int | None = None) -> None:
         self.result.messages += 1
-        decoded = decode(raw, self.mappings)
+        decoded = self.decoder.decode(raw)  # as the stream's ingest decodes
         self.result.ignored += decoded.ignored
         for reject in decoded.rejects:
             self._dead_letter(reject, source, offset)
-        for change in decoded.changes:
+        for change in decoded.records():
             self.apply(change, raw, source, offset)
 
     def apply(

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
     CommitFailedError,
@@ -28,14 +30,14 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 
 from processor.settings import Settings
 from processor.sources.base import Reject
-from processor.sources.detect import decode
 from processor.sources.mapping import FieldMappings
+from processor.sources.native import Decoder
 from processor.stream import metrics
 from processor.stream.failures import retried, send_dead_letter
 from processor.stream.kafka import aiokafka_options
-from processor.stream.messages import encode_changes
+from processor.stream.messages import encode_change_bytes
 from processor.stream.routing import Partitioner
-from schemas import DeadLetter, OpportunityChange
+from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class Ingest:
         self.settings = settings
         # Settings.topics reads the environment each time: once, not per batch.
         self.topics = settings.topics
-        self.mappings = mappings
+        self.decoder = Decoder(mappings, max_bytes=settings.max_message_bytes)
         self.partition_of = Partitioner(settings.partitions)
         self.batches = 0
         self._stopping = asyncio.Event()
@@ -123,19 +125,18 @@ class Ingest:
 
     async def _handle(self, fetched: dict[Any, list[Any]], producer: Any) -> None:
         topics = self.topics
-        limit = self.settings.max_message_bytes
-        by_partition: dict[int, list[OpportunityChange]] = defaultdict(list)
+        by_partition: dict[int, list[bytes]] = defaultdict(list)
         pending: list[Awaitable[Any]] = []
         messages = 0
         rejected: list[tuple[Reject, Any, Any]] = []
         ignored = 0
+        partition_of = self.partition_of
         for tp, records in fetched.items():
-            for record in records:
-                messages += 1
-                raw: bytes = record.value or b""
-                result = decode(raw, self.mappings, max_bytes=limit)
+            decoded = self.decoder.decode_many([record.value or b"" for record in records])
+            messages += len(records)
+            for record, result in zip(records, decoded, strict=True):
                 for change in result.changes:
-                    by_partition[self.partition_of(change.opportunity_id)].append(change)
+                    by_partition[partition_of(opportunity_of(change))].append(change)
                 for reject in result.rejects:
                     rejected.append((reject, tp, record))
                 ignored += result.ignored
@@ -165,13 +166,32 @@ CHUNK_BYTES = 768 * 1024
 """Under the broker's default 1 MiB message limit, so a stock topic works."""
 
 
-def chunked(changes: list[OpportunityChange], limit: int = CHUNK_BYTES) -> list[bytes]:
-    """Encodes changes as few internal messages as fit under ``limit``."""
-    encoded = encode_changes(changes)
-    if len(encoded) <= limit or len(changes) == 1:
-        return [encoded]
-    middle = len(changes) // 2
-    return chunked(changes[:middle], limit) + chunked(changes[middle:], limit)
+def chunked(changes: list[bytes], limit: int = CHUNK_BYTES) -> list[bytes]:
+    """Changes (each one's JSON) as few internal messages as fit under
+    ``limit``; one change over it still goes, alone."""
+    out: list[bytes] = []
+    start, size = 0, 0
+    for index, change in enumerate(changes):
+        if index > start and size + len(change) + 1 > limit - _FRAME:
+            out.append(encode_change_bytes(changes[start:index]))
+            start, size = index, 0
+        size += len(change) + 1
+    out.append(encode_change_bytes(changes[start:]))
+    return out
+
+
+_FRAME = len(encode_change_bytes([]))
+_OPPORTUNITY = re.compile(rb'"opportunity_id":"([^"\\]*)"')
+
+
+def opportunity_of(change: bytes) -> str:
+    """The opportunity id of a change's JSON, for routing: read off the bytes
+    (the decoder writes it as the third key), parsed only when escaped."""
+    match = _OPPORTUNITY.search(change)
+    if match is not None:
+        return match.group(1).decode()
+    opportunity: str = orjson.loads(change)["opportunity_id"]
+    return opportunity
 
 
 def dead_letter(
