@@ -11,6 +11,11 @@
 # processor/settings.py); no secret is ever baked into the image.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG RUST_IMAGE=rust:1-slim-bookworm
+
+# The Rust toolchain for the native core and decoders (native/), taken from
+# the official image: Debian's cargo is older than their crates need.
+FROM ${RUST_IMAGE} AS rust
 
 # ---- build: resolve and install the project into a self-contained venv --------
 FROM ${PYTHON_IMAGE} AS build
@@ -26,13 +31,18 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup
+
 RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+ENV PATH=/opt/venv/bin:/usr/local/cargo/bin:$PATH
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY processor ./processor
 COPY schemas ./schemas
+COPY native ./native
 # The project's own dependency ranges (pyproject.toml) decide versions.
 # hadolint ignore=DL3013
 RUN pip install --upgrade pip \
