@@ -32,7 +32,7 @@ from schemas import OpportunityState
 
 
 def main() -> None:
-    import hygiene_core
+    from processor import hygiene_core
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_traffic_arguments(parser, opportunities=10_000)

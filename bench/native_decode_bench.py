@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-import hygiene_decode
 import orjson
 from pydantic import TypeAdapter
 from traffic import add_traffic_arguments, simulated
 
+from processor import hygiene_decode
 from processor.rules import default_rules
 from processor.runtime import tune_gc
 from processor.sources.base import build_change

@@ -9,16 +9,18 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import pytest
 import yaml
 from pydantic import BaseModel
 
+from processor import hygiene_core  # built with the package: never skipped
 from processor.core.clock import to_ms
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
+from processor.hygiene_core import Core
 from processor.rules.config import DEFAULT_RULES_PATH, RuleSet, parse_rules
 from processor.rules.export import native_rules
 from processor.simulate import simulate
@@ -28,10 +30,6 @@ from schemas import OpportunityChange, OpportunityState
 from schemas.state import state_from_json, state_to_json
 from tests.builders import HEALTHY_DISCOVERY, HEALTHY_NEGOTIATION, change, ms
 from tests.core.test_engine import ONE_INPUT_CASES
-
-hygiene_core = pytest.importorskip("hygiene_core")
-if TYPE_CHECKING:
-    from hygiene_core import Core
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH = 256

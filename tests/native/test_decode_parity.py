@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
+from processor import hygiene_decode  # built with the package: never skipped
 from processor.rules import default_rules
 from processor.simulate import simulate
 from processor.sources.base import build_change
@@ -29,8 +30,6 @@ from processor.sources.detect import MAX_BYTES, decode
 from processor.sources.export import native_mappings
 from processor.sources.mapping import FieldMappings
 from schemas.change import OpportunityChange
-
-hygiene_decode = pytest.importorskip("hygiene_decode")
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PAYLOADS = Path(__file__).parents[1] / "sources" / "payloads"
