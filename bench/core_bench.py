@@ -1,5 +1,8 @@
 """Core benchmark: events per second through decode + rules engine, no I/O.
 
+What ``hygiene replay`` runs: the native decoders and engine by default,
+``--engine python`` for the Python reference.
+
 Generates simulated CRM traffic in memory first (not timed), then times the
 replay runner over it with outputs discarded: the cost of the product's own
 Python per event, the part no broker tuning can buy back. Also reports the
@@ -22,12 +25,15 @@ from processor.core.clock import to_ms
 from processor.replay.runner import Replay
 from processor.rules import default_rules
 from processor.runtime import tune_gc
+from schemas.state import state_to_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_traffic_arguments(parser, opportunities=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--engine", choices=["native", "python"], default="native",
+                        help="the rules engine (hygiene replay --engine)")
     parser.add_argument("--profile", action="store_true", help="cProfile one run")
     parser.add_argument("--default-gc", action="store_true",
                         help="keep CPython's default collector (hygiene replay tunes it)")
@@ -44,7 +50,7 @@ def main() -> None:
         tune_gc()  # as `hygiene replay` does
 
     def run() -> tuple[Replay, float, float]:
-        replay = Replay(rules, keep=False, received_at=sim.as_of)
+        replay = Replay(rules, keep=False, received_at=sim.as_of, engine=args.engine)
         gc.collect()
         start = time.process_time()
         for raw in sim.events:
@@ -73,13 +79,17 @@ def main() -> None:
         sweeps.append(sweep_s)
         print(f"  run: {result.messages / feed_s:,.0f} messages/s, "
               f"{result.changes / feed_s:,.0f} changes/s; final sweep over "
-              f"{len(replay.states):,} opportunities {sweep_s * 1000:.0f} ms")
+              f"{len(replay.engine):,} opportunities {sweep_s * 1000:.0f} ms")
     assert replay is not None
-    sizes = sorted(len(s.model_dump_json(exclude_defaults=True)) for s in replay.states.values())
+    states = replay.states
+    sizes = sorted(len(s.model_dump_json(exclude_defaults=True)) for s in states.values())
     best = max(rates)
     print(f"best: {best[0]:,.0f} messages/s, {best[1]:,.0f} changes/s "
           f"(median {statistics.median(r[0] for r in rates):,.0f} messages/s)")
-    print(f"sweep: {min(sweeps) / len(replay.states) * 1e6:.1f} µs per opportunity")
+    print(f"sweep: {min(sweeps) / len(states) * 1e6:.1f} µs per opportunity")
+    stored = sorted(len(state_to_json(s)) for s in states.values())
+    print(f"stored form (what the table and its changelog hold): mean "
+          f"{statistics.fmean(stored):,.0f}, p95 {stored[int(len(stored) * 0.95)]:,}")
     print(f"state bytes per opportunity: mean {statistics.fmean(sizes):,.0f}, "
           f"p95 {sizes[int(len(sizes) * 0.95)]:,}, max {sizes[-1]:,}")
 

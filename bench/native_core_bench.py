@@ -18,7 +18,6 @@ import gc
 import statistics
 import time
 
-import orjson
 from traffic import add_traffic_arguments, simulated
 
 from processor.core.clock import to_ms
@@ -45,7 +44,7 @@ def main() -> None:
     sim = simulated(args, rules)
     mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
     changes = [c for raw in sim.events for c in decode(raw, mappings).changes]
-    encoded = [orjson.dumps(c.__dict__) for c in changes]
+    encoded = [c.to_json() for c in changes]
     batches = [encoded[i:i + args.batch] for i in range(0, len(encoded), args.batch)]
     last = max(to_ms(c.occurred_at) for c in changes)
     messages = len(sim.events)

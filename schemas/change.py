@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, Field
 
 from ._base import Record
@@ -53,3 +54,9 @@ class OpportunityChange(Record):
     )
     merged_into: str | None = None
     gap_type: str | None = Field(default=None, description="For op=gap: the vendor's gap type.")
+
+    def to_json(self) -> bytes:
+        """The record's JSON as the internal topic and the native engine take
+        it; orjson writes the fields' datetimes natively, several times faster
+        than ``model_dump_json`` and the same JSON."""
+        return orjson.dumps(self.__dict__)

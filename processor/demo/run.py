@@ -116,7 +116,7 @@ def run_demo(
     events_path = out_dir / EVENTS_FILE
     replay = Replay(rules, sink=NullSink(), received_at=datetime.now(UTC))
     replay.result.inputs.append(str(events_path))
-    state.names = lambda opportunity_id: _name(replay.states.get(opportunity_id))
+    state.names = lambda opportunity_id: _name(replay.state(opportunity_id))
     stack = Stack(out_dir)
     result = DemoResult()
 

@@ -3,6 +3,12 @@
 It is the stream's state agent without Kafka: same decoding, same engine, same
 dead-letter records. Files are read in order; the core makes the result
 independent of that order, so mixed or unsorted files are fine.
+
+Messages are taken in batches (``BATCH``): one call decodes a batch and one
+applies its changes, so crossing into the native decoder and engine is paid
+per batch, not per message. Records come out as JSON bytes and reach the
+sinks as they are; pydantic records are built only for what a caller keeps
+(``keep``: the report and the tests).
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Any
 
-from processor.core.clock import to_ms
-from processor.core.engine import Engine
-from processor.core.outcome import Outcome
+from pydantic import Field, TypeAdapter
+
+from processor.replay.engines import Applied, EngineName, engine_for
 from processor.replay.sinks import NullSink, Sink
 from processor.rules.config import RuleSet
 from processor.sources import bulk, recorded
@@ -51,11 +58,26 @@ class ReplayResult:
     inputs: list[str] = field(default_factory=list)
 
 
+_ALERTS: TypeAdapter[list[Alert | Resolution]] = TypeAdapter(
+    list[Annotated[Alert | Resolution, Field(discriminator="kind")]])
+_HISTORY: TypeAdapter[list[StageHistoryRecord]] = TypeAdapter(list[StageHistoryRecord])
+_COMMANDS: TypeAdapter[list[CloseOutCommand]] = TypeAdapter(list[CloseOutCommand])
+_RESOLUTION = b'"kind":"resolution"'
+
+Pending = tuple[bytes, bytes | None, str, int | None]
+"""(message bytes, its change's JSON when it is already one, source, offset)."""
+
+
 class Replay:
     """Accumulates state across fed messages; ``finish`` sweeps and returns.
 
     ``received_at`` stamps dead letters: the shell passes the wall clock in,
-    because the core and the runner never read it themselves."""
+    because the core and the runner never read it themselves. ``engine``:
+    the native engine, or the Python reference (see
+    ``processor.replay.engines``)."""
+
+    BATCH = 1024
+    """Messages per decode and apply call."""
 
     def __init__(
         self,
@@ -64,44 +86,31 @@ class Replay:
         sink: Sink | None = None,
         keep: bool = True,
         received_at: datetime,
+        engine: EngineName = "native",
     ) -> None:
-        self.engine = Engine(rules)
+        self.engine = engine_for(engine, rules)
         self.mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
         self.decoder = Decoder(self.mappings)
         self.sink: Sink = sink or NullSink()
         self.keep = keep
-        self.states: dict[str, OpportunityState] = {}
-        self.result = ReplayResult(rules=rules, as_of_ms=0, states=self.states)
+        self.result = ReplayResult(rules=rules, as_of_ms=0, states={})
         self._received_at = received_at
+        self._pending: list[Pending] = []
 
     # ---- input ------------------------------------------------------------
     def feed(self, raw: bytes, source: str, offset: int | None = None) -> None:
-        self.result.messages += 1
-        decoded = self.decoder.decode(raw)  # as the stream's ingest decodes
-        self.result.ignored += decoded.ignored
-        for reject in decoded.rejects:
-            self._dead_letter(reject, source, offset)
-        for change in decoded.records():
-            self.apply(change, raw, source, offset)
+        self._pending.append((raw, None, source, offset))
+        if len(self._pending) >= self.BATCH:
+            self.flush()
 
     def apply(
         self, change: OpportunityChange, raw: bytes, source: str, offset: int | None
     ) -> None:
-        try:
-            state, outcome = self.engine.apply(self.states.get(change.opportunity_id), change)
-        except Exception as exc:  # never stop the replay; keep the input for a re-drive
-            self._dead_letter(Reject("processing_error", f"{type(exc).__name__}: {exc}", raw),
-                              source, offset)
-            return
-        self.states[change.opportunity_id] = state
-        self.result.changes += 1
-        occurred = to_ms(change.occurred_at)
-        result = self.result
-        if result.last_event_ms is None or occurred > result.last_event_ms:
-            result.last_event_ms = occurred
-        if result.first_event_ms is None or occurred < result.first_event_ms:
-            result.first_event_ms = occurred
-        self._collect(outcome)
+        """A change already normalized (a bulk-export row); ``raw`` is what
+        a dead letter for it carries."""
+        self._pending.append((raw, change.to_json(), source, offset))
+        if len(self._pending) >= self.BATCH:
+            self.flush()
 
     def feed_file(
         self, path: Path, on_progress: Callable[[int], None] | None = None, *,
@@ -125,42 +134,91 @@ class Replay:
         for line, row_bytes, change_or_reject in bulk.read_changes(
             path, export_id=export_id, exported_at=exported_at, mappings=self.mappings
         ):
-            self.result.messages += 1
             if isinstance(change_or_reject, Reject):
+                self.flush()  # dead letters stay in input order
+                self.result.messages += 1
                 self._dead_letter(change_or_reject, str(path), line)
             else:
                 self.apply(change_or_reject, row_bytes, str(path), line)
             if on_progress:
                 on_progress(len(row_bytes) + 1)
 
+    def flush(self) -> None:
+        """Decodes and applies what is pending (``feed`` does it per batch)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        result = self.result
+        result.messages += len(pending)
+        raws = [raw for raw, change, _, _ in pending if change is None]
+        decoded = iter(self.decoder.decode_many(raws) if raws else [])
+        changes: list[bytes] = []
+        origin: list[int] = []  # per change, its message's index in ``pending``
+        dead: list[tuple[int, Reject]] = []
+        for index, (_raw, change, _, _) in enumerate(pending):
+            if change is not None:
+                changes.append(change)
+                origin.append(index)
+                continue
+            message = next(decoded)
+            result.ignored += message.ignored
+            dead.extend((index, reject) for reject in message.rejects)
+            changes.extend(message.changes)
+            origin.extend([index] * len(message.changes))
+        applied = self.engine.apply(changes)
+        result.changes += len(changes) - len(applied.rejects)
+        for at, error in applied.rejects:
+            index = origin[at]
+            dead.append((index, Reject("processing_error", error, pending[index][0])))
+        dead.sort(key=lambda item: item[0])  # stable: a message's own rejects keep their order
+        for index, reject in dead:
+            _, _, source, offset = pending[index]
+            self._dead_letter(reject, source, offset)
+        self._collect(applied)
+
+    # ---- reading state ----------------------------------------------------
+    @property
+    def states(self) -> dict[str, OpportunityState]:
+        """Every opportunity's state now, in first-seen order. Built on each
+        call from the native engine's states: for reports and tests."""
+        self.flush()
+        return {state.opportunity_id: state for state in self.engine.states()}
+
+    def state(self, opportunity_id: str) -> OpportunityState | None:
+        self.flush()
+        return self.engine.state(opportunity_id)
+
     # ---- end --------------------------------------------------------------
     def finish(self, as_of_ms: int | None = None) -> ReplayResult:
         """Sweeps every opportunity at ``as_of`` (default: the last event time),
         so that time-driven rules fire as they would have at that moment."""
-        now = as_of_ms if as_of_ms is not None else (self.result.last_event_ms or 0)
-        self.result.as_of_ms = now
-        for state in self.states.values():
-            self._collect(self.engine.sweep(state, now))
+        self.flush()
+        result = self.result
+        span = self.engine.event_span()
+        if span is not None:
+            result.first_event_ms, result.last_event_ms = span
+        now = as_of_ms if as_of_ms is not None else (result.last_event_ms or 0)
+        result.as_of_ms = now
+        self._collect(self.engine.sweep(now))
         self.sink.close()
-        return self.result
+        if self.keep:
+            result.states = self.states
+        return result
 
     # ---- internals --------------------------------------------------------
-    def _collect(self, outcome: Outcome) -> None:
-        sink, result, keep = self.sink, self.result, self.keep
-        for alert in outcome.alerts:
-            sink.emit("alerts", alert)
-            if alert.kind == "alert":
-                result.alerts_raised += 1
-            else:
-                result.resolutions += 1
-        for record in outcome.history:
-            sink.emit("history", record)
-        for command in outcome.commands:
-            sink.emit("commands", command)
-        if keep:
-            result.alerts.extend(outcome.alerts)
-            result.history.extend(outcome.history)
-            result.commands.extend(outcome.commands)
+    def _collect(self, applied: Applied) -> None:
+        sink, result = self.sink, self.result
+        resolutions = sum(1 for raw in applied.alerts if _RESOLUTION in raw)
+        result.resolutions += resolutions
+        result.alerts_raised += len(applied.alerts) - resolutions
+        for kind, records in (("alerts", applied.alerts), ("history", applied.history),
+                              ("commands", applied.commands)):
+            for raw in records:
+                sink.emit_json(kind, raw)
+        if self.keep:
+            result.alerts.extend(_records(_ALERTS, applied.alerts))
+            result.history.extend(_records(_HISTORY, applied.history))
+            result.commands.extend(_records(_COMMANDS, applied.commands))
 
     def _dead_letter(self, reject: Reject, source: str, offset: int | None) -> None:
         record = DeadLetter.of(reject.reason, reject.error, source=source, original=reject.raw,
@@ -168,3 +226,6 @@ class Replay:
         self.sink.emit("dead_letters", record)
         self.result.dead_letters.append(record)
 
+
+def _records(adapter: TypeAdapter[list[Any]], raws: list[bytes]) -> list[Any]:
+    return adapter.validate_json(b"[" + b",".join(raws) + b"]") if raws else []

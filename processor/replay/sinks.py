@@ -18,6 +18,9 @@ OUTPUT_FILES = {
 class Sink(Protocol):
     def emit(self, kind: str, record: Record) -> None: ...
 
+    def emit_json(self, kind: str, raw: bytes) -> None:
+        """A record already in its JSON form (what the engines return)."""
+
     def close(self) -> None: ...
 
 
@@ -25,6 +28,9 @@ class NullSink:
     """Counts nothing, writes nothing: for benchmarks of the core itself."""
 
     def emit(self, kind: str, record: Record) -> None:
+        return None
+
+    def emit_json(self, kind: str, raw: bytes) -> None:
         return None
 
     def close(self) -> None:
@@ -43,6 +49,11 @@ class JsonLinesSink:
 
     def emit(self, kind: str, record: Record) -> None:
         self._files[kind].write(record.model_dump_json().encode() + b"\n")
+
+    def emit_json(self, kind: str, raw: bytes) -> None:
+        handle = self._files[kind]
+        handle.write(raw)
+        handle.write(b"\n")
 
     def close(self) -> None:
         for handle in self._files.values():

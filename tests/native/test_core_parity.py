@@ -104,7 +104,7 @@ def native_run(rules: RuleSet, steps: Sequence[Step]) -> Streams:
             flush()
             out.add(*core.sweep_all(step))
             continue
-        pending.append(orjson.dumps(step.__dict__))
+        pending.append(step.to_json())
         if len(pending) >= BATCH:
             flush()
     flush()
@@ -354,8 +354,8 @@ def test_an_unreadable_change_is_skipped_and_reported_not_fatal() -> None:
     good = [change(0, opp="r1", **HEALTHY_DISCOVERY), change(1, opp="r1", stage="Proposal"),
             change(2, opp="r2", **HEALTHY_NEGOTIATION)]
     bad_time = {**good[1].__dict__, "occurred_at": "yesterday"}
-    batch = [orjson.dumps(good[0].__dict__), b"{not json", orjson.dumps(good[1].__dict__),
-             orjson.dumps(bad_time), orjson.dumps(good[2].__dict__)]
+    batch = [good[0].to_json(), b"{not json", good[1].to_json(),
+             orjson.dumps(bad_time), good[2].to_json()]
     core = hygiene_core.Core(native_rules(rules))
     native = Streams()
     native.add(*core.apply_batch(batch))
@@ -378,7 +378,7 @@ def _python_apply(engine: Engine, states: dict[str, OpportunityState],
 
 
 def _native_apply(core: Core, changes: Sequence[OpportunityChange], out: Streams) -> None:
-    encoded = [orjson.dumps(c.__dict__) for c in changes]
+    encoded = [c.to_json() for c in changes]
     for start in range(0, len(encoded), BATCH):
         out.add(*core.apply_batch(encoded[start:start + BATCH]))
 

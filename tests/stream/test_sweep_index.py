@@ -7,8 +7,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from processor.core.clock import to_ms
 from processor.core.engine import Engine
 from processor.rules import default_rules
@@ -73,7 +71,7 @@ def test_ingest_chunks_stay_under_the_broker_message_limit() -> None:
     sim = simulate(opportunities=300, days=90, seed=4, fmt="generic",
                    start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
     changes = [c for raw in sim.events for c in decode(raw, FieldMappings()).changes]
-    chunks = chunked([orjson.dumps(c.__dict__) for c in changes], limit=64 * 1024)
+    chunks = chunked([c.to_json() for c in changes], limit=64 * 1024)
     assert len(chunks) > 1 and all(len(c) <= 64 * 1024 for c in chunks)
     back = [c for chunk in chunks for c in decode_internal(chunk).changes]  # type: ignore[union-attr]
     assert back == changes

@@ -15,6 +15,8 @@ pub struct Core {
     engine: Engine,
     states: crate::state::Keyed<OpportunityState>,
     rejects: Vec<(usize, String)>,
+    /// Earliest and latest event time applied (ms), for the replay's report.
+    span: Option<(i64, i64)>,
 }
 
 fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
@@ -38,6 +40,7 @@ impl Core {
             engine: Engine::new(rules),
             states: Default::default(),
             rejects: Vec::new(),
+            span: None,
         })
     }
 
@@ -67,6 +70,10 @@ impl Core {
                     continue;
                 }
             };
+            self.span = Some(match self.span {
+                Some((first, last)) => (first.min(occurred), last.max(occurred)),
+                None => (occurred, occurred),
+            });
             // Looked up before inserting: an entry() would copy the id per change.
             let index = match self.states.get_index_of(change.opportunity_id.as_str()) {
                 Some(index) => index,
@@ -120,6 +127,16 @@ impl Core {
         let state = crate::stored::load(&data).map_err(PyValueError::new_err)?;
         self.states.insert(state.opportunity_id.clone(), state);
         Ok(())
+    }
+
+    /// (earliest, latest) event time of the changes applied so far, in ms.
+    fn event_span(&self) -> Option<(i64, i64)> {
+        self.span
+    }
+
+    /// The opportunities held, in the order they were first seen.
+    fn ids(&self) -> Vec<String> {
+        self.states.keys().cloned().collect()
     }
 
     fn __len__(&self) -> usize {
