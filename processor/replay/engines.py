@@ -25,6 +25,8 @@ from processor.core.engine import Engine
 from processor.core.outcome import Outcome
 from processor.rules.config import RuleSet
 from processor.rules.export import native_rules
+from processor.sources.base import Reject
+from processor.sources.native import Decoder, rejects_of
 from schemas import OpportunityChange, OpportunityState
 from schemas.state import state_from_json
 
@@ -44,8 +46,23 @@ class Applied:
     """(index of the change in its batch, why it was not applied)."""
 
 
+@dataclass(slots=True)
+class Fed:
+    """What a batch of messages gave: records, and what to dead-letter."""
+
+    applied: Applied
+    ignored: int
+    rejects: list[tuple[int, Reject]]
+    """(index of the message in its batch, the reject), in order."""
+    changes: int
+    """Changes applied."""
+
+
 class RulesEngine(Protocol):
     def apply(self, changes: list[bytes]) -> Applied: ...
+
+    def feed(self, raws: list[bytes]) -> Fed:
+        """Messages decoded (``processor.sources.native``) and applied."""
 
     def sweep(self, now_ms: int) -> Applied:
         """Every opportunity swept at ``now_ms``, in first-seen order."""
@@ -62,14 +79,28 @@ class RulesEngine(Protocol):
 
 
 class NativeEngine:
-    def __init__(self, rules: RuleSet) -> None:
+    """Decodes and applies in one call per batch: no change crosses into
+    Python (``Core.feed_many``)."""
+
+    def __init__(self, rules: RuleSet, decoder: Decoder) -> None:
         from processor import hygiene_core
 
         self.core = hygiene_core.Core(native_rules(rules))
+        self.core.attach_decoder(*decoder.arguments)
 
     def apply(self, changes: list[bytes]) -> Applied:
         alerts, history, commands = self.core.apply_batch(changes)
         return Applied(alerts, history, commands, self.core.take_rejects())
+
+    def feed(self, raws: list[bytes]) -> Fed:
+        alerts, history, commands, ignored, changes, dead = self.core.feed_many(raws)
+        rejects: list[tuple[int, Reject]] = []
+        for index, reason, error in dead:
+            if reason == "processing_error":
+                rejects.append((index, Reject("processing_error", error, raws[index])))
+            else:
+                rejects.extend((index, r) for r in rejects_of(raws[index], [(reason, error)]))
+        return Fed(Applied(alerts, history, commands), ignored, rejects, changes)
 
     def sweep(self, now_ms: int) -> Applied:
         return Applied(*self.core.sweep_all(now_ms))
@@ -92,8 +123,9 @@ class NativeEngine:
 
 
 class PythonEngine:
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, decoder: Decoder) -> None:
         self.engine = Engine(rules)
+        self.decoder = decoder
         self._states: dict[str, OpportunityState] = {}
         self._span: tuple[int, int] | None = None
 
@@ -113,6 +145,9 @@ class PythonEngine:
                 min(span[0], occurred), max(span[1], occurred))
             _extend(applied, outcome)
         return applied
+
+    def feed(self, raws: list[bytes]) -> Fed:
+        return decode_then_apply(self, self.decoder, raws)
 
     def sweep(self, now_ms: int) -> Applied:
         applied = Applied()
@@ -139,5 +174,23 @@ def _extend(applied: Applied, outcome: Outcome) -> None:
     applied.commands.extend(r.model_dump_json().encode() for r in outcome.commands)
 
 
-def engine_for(name: EngineName, rules: RuleSet) -> RulesEngine:
-    return NativeEngine(rules) if name == "native" else PythonEngine(rules)
+def decode_then_apply(engine: RulesEngine, decoder: Decoder, raws: list[bytes]) -> Fed:
+    """``feed`` in two steps, the changes crossing into Python between."""
+    changes: list[bytes] = []
+    origin: list[int] = []  # per change, its message's index
+    rejects: list[tuple[int, Reject]] = []
+    ignored = 0
+    for index, message in enumerate(decoder.decode_many(raws)):
+        ignored += message.ignored
+        rejects.extend((index, reject) for reject in message.rejects)
+        changes.extend(message.changes)
+        origin.extend([index] * len(message.changes))
+    applied = engine.apply(changes)
+    for at, error in applied.rejects:
+        rejects.append((origin[at], Reject("processing_error", error, raws[origin[at]])))
+    rejects.sort(key=lambda item: item[0])  # stable: a message's own keep their order
+    return Fed(applied, ignored, rejects, len(changes) - len(applied.rejects))
+
+
+def engine_for(name: EngineName, rules: RuleSet, decoder: Decoder) -> RulesEngine:
+    return NativeEngine(rules, decoder) if name == "native" else PythonEngine(rules, decoder)

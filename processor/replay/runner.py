@@ -88,9 +88,9 @@ class Replay:
         received_at: datetime,
         engine: EngineName = "native",
     ) -> None:
-        self.engine = engine_for(engine, rules)
         self.mappings = FieldMappings.with_overrides(dict(rules.field_mapping.items()))
-        self.decoder = Decoder(self.mappings)
+        self.decoder = Decoder(self.mappings)  # as the stream's ingest decodes
+        self.engine = engine_for(engine, rules, self.decoder)
         self.sink: Sink = sink or NullSink()
         self.keep = keep
         self.result = ReplayResult(rules=rules, as_of_ms=0, states={})
@@ -144,36 +144,42 @@ class Replay:
                 on_progress(len(row_bytes) + 1)
 
     def flush(self) -> None:
-        """Decodes and applies what is pending (``feed`` does it per batch)."""
+        """Decodes and applies what is pending (``feed`` does it per batch):
+        runs of messages in one ``feed`` call each, runs of changes already
+        normalized in one ``apply`` call each, in input order."""
         pending, self._pending = self._pending, []
-        if not pending:
-            return
+        start = 0
+        while start < len(pending):
+            normalized = pending[start][1] is not None
+            end = start + 1
+            while end < len(pending) and (pending[end][1] is not None) == normalized:
+                end += 1
+            run = pending[start:end]
+            if normalized:
+                self._apply_run(run)
+            else:
+                self._feed_run(run)
+            start = end
+
+    def _feed_run(self, run: list[Pending]) -> None:
+        fed = self.engine.feed([raw for raw, _, _, _ in run])
         result = self.result
-        result.messages += len(pending)
-        raws = [raw for raw, change, _, _ in pending if change is None]
-        decoded = iter(self.decoder.decode_many(raws) if raws else [])
-        changes: list[bytes] = []
-        origin: list[int] = []  # per change, its message's index in ``pending``
-        dead: list[tuple[int, Reject]] = []
-        for index, (_raw, change, _, _) in enumerate(pending):
-            if change is not None:
-                changes.append(change)
-                origin.append(index)
-                continue
-            message = next(decoded)
-            result.ignored += message.ignored
-            dead.extend((index, reject) for reject in message.rejects)
-            changes.extend(message.changes)
-            origin.extend([index] * len(message.changes))
-        applied = self.engine.apply(changes)
-        result.changes += len(changes) - len(applied.rejects)
-        for at, error in applied.rejects:
-            index = origin[at]
-            dead.append((index, Reject("processing_error", error, pending[index][0])))
-        dead.sort(key=lambda item: item[0])  # stable: a message's own rejects keep their order
-        for index, reject in dead:
-            _, _, source, offset = pending[index]
+        result.messages += len(run)
+        result.ignored += fed.ignored
+        result.changes += fed.changes
+        for index, reject in fed.rejects:
+            _, _, source, offset = run[index]
             self._dead_letter(reject, source, offset)
+        self._collect(fed.applied)
+
+    def _apply_run(self, run: list[Pending]) -> None:
+        applied = self.engine.apply([change for _, change, _, _ in run if change is not None])
+        result = self.result
+        result.messages += len(run)
+        result.changes += len(run) - len(applied.rejects)
+        for index, error in applied.rejects:
+            raw, _, source, offset = run[index]
+            self._dead_letter(Reject("processing_error", error, raw), source, offset)
         self._collect(applied)
 
     # ---- reading state ----------------------------------------------------

@@ -48,20 +48,23 @@ class Decoded:
 
 class Decoder:
     def __init__(self, mappings: FieldMappings, *, max_bytes: int = MAX_BYTES) -> None:
-        self._native = hygiene_decode.Decoder(native_mappings(mappings), max_bytes)
+        self.arguments = (native_mappings(mappings), max_bytes)
+        """What the native decoder was made with (the native core takes the
+        same to decode in its own calls)."""
+        self._native = hygiene_decode.Decoder(*self.arguments)
 
     def decode(self, raw: bytes) -> Decoded:
         changes, ignored, rejects = self._native.decode(raw)
-        return Decoded(changes, _rejects(raw, rejects), ignored)
+        return Decoded(changes, rejects_of(raw, rejects), ignored)
 
     def decode_many(self, raws: Sequence[bytes]) -> list[Decoded]:
         """One call for a fetched batch: the crossing into Rust is paid once."""
-        return [Decoded(changes, _rejects(raw, rejects) if rejects else [], ignored)
+        return [Decoded(changes, rejects_of(raw, rejects) if rejects else [], ignored)
                 for raw, (changes, ignored, rejects)
                 in zip(raws, self._native.decode_many(list(raws)), strict=True)]
 
 
-def _rejects(raw: bytes, rejects: list[tuple[str, str]]) -> list[Reject]:
+def rejects_of(raw: bytes, rejects: list[tuple[str, str]]) -> list[Reject]:
     """A rejected element of an array message is dead-lettered as its own
     bytes, as the Python decoder does, so it can be re-driven alone; the
     decoder names it (``[index] ...``), and rejects are rare enough to parse

@@ -8,6 +8,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
+use crate::names::Name;
+use hygiene_decode::detect;
+use hygiene_decode::mapping::Mappings;
+use serde_json::Value;
+
 type Triple = (Py<PyList>, Py<PyList>, Py<PyList>);
 
 #[pyclass(module = "hygiene_core", unsendable)]
@@ -17,7 +22,16 @@ pub struct Core {
     rejects: Vec<(usize, String)>,
     /// Earliest and latest event time applied (ms), for the replay's report.
     span: Option<(i64, i64)>,
+    /// For `feed_many`: the decoders' field mappings and size limit.
+    decoder: Option<std::rc::Rc<(Mappings, usize)>>,
 }
+
+/// (message index, reason, error) of what `feed_many` could not take.
+type Dead = Vec<(usize, &'static str, String)>;
+
+/// `feed_many`'s records (as `Triple`), ignored events, changes applied
+/// and `Dead`.
+type Fed = (Py<PyList>, Py<PyList>, Py<PyList>, usize, usize, Dead);
 
 fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
     let encode = |records: &[Vec<u8>]| -> PyResult<Py<PyList>> {
@@ -31,6 +45,78 @@ fn to_lists(py: Python<'_>, outcome: &Outcome) -> PyResult<Triple> {
     ))
 }
 
+/// What the engine takes, built from what the decoders made. Exactly what
+/// parsing the change's JSON would give, by construction: strings are taken
+/// as they are, every other value is parsed from the JSON the decoders would
+/// have written for it, and a sequence that is not an i64 (whose error text
+/// only the JSON path gives) takes the JSON path.
+fn change_of(decoded: &detect::Change<'_>) -> Result<Change, String> {
+    let sequence = match decoded.sequence {
+        None => 0,
+        Some(number) => match number.as_i64() {
+            Some(sequence) => sequence,
+            None => return parse_change(&decoded.to_json()),
+        },
+    };
+    let mut fields = crate::state::Fields::default();
+    for (key, value) in &decoded.fields.0 {
+        let value = match value.as_text() {
+            Some(text) => Value::String(text.to_owned()),
+            None => serde_json::from_slice(&value.to_json())
+                .map_err(|e| format!("not an OpportunityChange: {e}"))?,
+        };
+        fields.insert(Name::of(key), value);
+    }
+    Ok(Change {
+        event_id: decoded.event_id.clone(),
+        opportunity_id: decoded.opportunity_id.to_string(),
+        occurred_at: String::new(),
+        occurred_us: Some(decoded.occurred_at),
+        sequence,
+        op: decoded.op.to_owned(),
+        fields,
+        nulled_fields: decoded.nulled_fields.iter().map(|n| Name::of(n)).collect(),
+        full: decoded.full,
+        contact_ids: decoded.contact_ids.iter().map(|c| c.to_string()).collect(),
+        merged_into: decoded.merged_into.as_ref().map(|m| m.to_string()),
+    })
+}
+
+fn parse_change(raw: &[u8]) -> Result<Change, String> {
+    serde_json::from_slice(raw).map_err(|e| format!("not an OpportunityChange: {e}"))
+}
+
+impl Core {
+    /// One change's JSON applied, or why it could not be read.
+    fn apply_one(&mut self, raw: &[u8], outcome: &mut Outcome) -> Result<(), String> {
+        self.apply_change(parse_change(raw)?, outcome)
+    }
+
+    fn apply_change(&mut self, change: Change, outcome: &mut Outcome) -> Result<(), String> {
+        let occurred = Engine::occurred_ms(&change)?;
+        self.span = Some(match self.span {
+            Some((first, last)) => (first.min(occurred), last.max(occurred)),
+            None => (occurred, occurred),
+        });
+        // Looked up before inserting: an entry() would copy the id per change.
+        let index = match self.states.get_index_of(change.opportunity_id.as_str()) {
+            Some(index) => index,
+            None => {
+                let state = OpportunityState::new(&change.opportunity_id);
+                self.states
+                    .insert_full(change.opportunity_id.clone(), state)
+                    .0
+            }
+        };
+        let (_, state) = self
+            .states
+            .get_index_mut(index)
+            .expect("just found or inserted");
+        self.engine.apply(state, change, occurred, outcome);
+        Ok(())
+    }
+}
+
 #[pymethods]
 impl Core {
     #[new]
@@ -41,6 +127,7 @@ impl Core {
             states: Default::default(),
             rejects: Vec::new(),
             span: None,
+            decoder: None,
         })
     }
 
@@ -55,42 +142,61 @@ impl Core {
     ) -> PyResult<Triple> {
         let mut outcome = Outcome::default();
         for (index, raw) in changes.iter().enumerate() {
-            let change: Change = match serde_json::from_slice(raw.as_bytes()) {
-                Ok(change) => change,
-                Err(e) => {
-                    self.rejects
-                        .push((index, format!("not an OpportunityChange: {e}")));
-                    continue;
-                }
-            };
-            let occurred = match Engine::occurred_ms(&change) {
-                Ok(occurred) => occurred,
-                Err(e) => {
-                    self.rejects.push((index, e));
-                    continue;
-                }
-            };
-            self.span = Some(match self.span {
-                Some((first, last)) => (first.min(occurred), last.max(occurred)),
-                None => (occurred, occurred),
-            });
-            // Looked up before inserting: an entry() would copy the id per change.
-            let index = match self.states.get_index_of(change.opportunity_id.as_str()) {
-                Some(index) => index,
-                None => {
-                    let state = OpportunityState::new(&change.opportunity_id);
-                    self.states
-                        .insert_full(change.opportunity_id.clone(), state)
-                        .0
-                }
-            };
-            let (_, state) = self
-                .states
-                .get_index_mut(index)
-                .expect("just found or inserted");
-            self.engine.apply(state, change, occurred, &mut outcome);
+            if let Err(why) = self.apply_one(raw.as_bytes(), &mut outcome) {
+                self.rejects.push((index, why));
+            }
         }
         to_lists(py, &outcome)
+    }
+
+    /// Gives the core the decoders (`hygiene_decode.Decoder`'s arguments),
+    /// for `feed_many`.
+    fn attach_decoder(&mut self, mappings_json: &[u8], max_bytes: usize) -> PyResult<()> {
+        let mappings = Mappings::from_json(mappings_json)
+            .map_err(|e| PyValueError::new_err(format!("mappings_json: {e}")))?;
+        self.decoder = Some(std::rc::Rc::new((mappings, max_bytes)));
+        Ok(())
+    }
+
+    /// Decodes each message (as `Decoder.decode`) and applies its changes
+    /// (as `apply_batch`), message by message, in one call: no change crosses
+    /// into Python. Returns the records, how many events were ignored, how
+    /// many changes were applied, and what could not be taken, as (message index, reason, error) in order: a
+    /// decoder's reject (its reason and text) or a change the core could not
+    /// read ("processing_error").
+    fn feed_many(&mut self, py: Python<'_>, raws: Vec<Bound<'_, PyBytes>>) -> PyResult<Fed> {
+        let Some(decoder) = self.decoder.clone() else {
+            return Err(PyValueError::new_err("attach_decoder first"));
+        };
+        let (mappings, max_bytes) = (&decoder.0, decoder.1);
+        let mut outcome = Outcome::default();
+        let mut ignored = 0;
+        let mut applied = 0;
+        let mut dead: Dead = Vec::new();
+        for (index, raw) in raws.iter().enumerate() {
+            // A message's changes are applied once it is decoded, so that
+            // its decoding rejects come first, as `decode` then `apply_batch`
+            // would have them.
+            let mut changes = Vec::new();
+            let decoded = detect::decode_each(raw.as_bytes(), mappings, max_bytes, &mut |c| {
+                changes.push(change_of(c))
+            });
+            ignored += decoded.ignored;
+            dead.extend(
+                decoded
+                    .rejects
+                    .into_iter()
+                    .map(|(reason, error)| (index, reason, error)),
+            );
+            for change in changes {
+                match change.and_then(|change| self.apply_change(change, &mut outcome)) {
+                    Ok(()) => applied += 1,
+                    Err(why) => dead.push((index, "processing_error", why)),
+                }
+            }
+        }
+        let (alerts, history, commands) = to_lists(py, &outcome)?;
+        Ok((alerts, history, commands, ignored, applied, dead))
     }
 
     /// The changes skipped since the last call, as (index in its batch,

@@ -164,8 +164,12 @@ pub fn parse_occurred_ms(text: &str) -> Option<i64> {
     };
     let days = (date - epoch()).num_days();
     let seconds = days * 86_400 + h * 3600 + m * 60 + s - offset_s;
-    let total_us = seconds * 1_000_000 + micros;
-    Some(((total_us as f64 / 1e6) * 1000.0) as i64)
+    Some(micros_to_ms(seconds * 1_000_000 + micros))
+}
+
+/// Python's `to_ms` of a datetime this many microseconds after the epoch.
+pub fn micros_to_ms(micros: i64) -> i64 {
+    ((micros as f64 / 1e6) * 1000.0) as i64
 }
 
 /// `from_ms` as pydantic writes it in JSON: `2026-01-05T09:00:00Z`, with

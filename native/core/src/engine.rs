@@ -32,6 +32,10 @@ pub struct Change {
     pub event_id: String,
     pub opportunity_id: String,
     pub occurred_at: String,
+    /// Epoch microseconds when the decoders already know them (then
+    /// `occurred_at` is left empty: nothing else reads it).
+    #[serde(skip)]
+    pub occurred_us: Option<i64>,
     #[serde(default)]
     pub sequence: i64,
     pub op: String,
@@ -104,6 +108,9 @@ impl Engine {
     /// The change's event time: what `apply` relies on and the Python engine
     /// would raise on. A change failing here is skipped by the caller.
     pub fn occurred_ms(change: &Change) -> Result<i64, String> {
+        if let Some(micros) = change.occurred_us {
+            return Ok(crate::clock::micros_to_ms(micros));
+        }
         parse_occurred_ms(&change.occurred_at).ok_or_else(|| {
             format!(
                 "occurred_at {:?} is not an aware ISO datetime",

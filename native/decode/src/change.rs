@@ -49,14 +49,36 @@ impl<'a> Fields<'a> {
             }
             write_str(out, key);
             out.push(b':');
-            match value {
-                FieldValue::Text(text) => write_str(out, text),
-                FieldValue::Json(json) => write_json(out, json),
-                FieldValue::Float(number) => write_float(out, *number),
-                FieldValue::Integer(digits) => out.extend_from_slice(digits.as_bytes()),
-            }
+            value.write(out);
         }
         out.push(b'}');
+    }
+}
+
+impl FieldValue<'_> {
+    /// A string value's text (what most fields hold): the native core takes
+    /// it as it is, and parses only the other kinds from `to_json`.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            FieldValue::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The value's JSON, as `Change::to_json` writes it.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            FieldValue::Text(text) => write_str(out, text),
+            FieldValue::Json(json) => write_json(out, json),
+            FieldValue::Float(number) => write_float(out, *number),
+            FieldValue::Integer(digits) => out.extend_from_slice(digits.as_bytes()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::json::{Json, Object};
 
-use crate::change::Change;
+pub use crate::change::{Change, FieldValue};
 use crate::error::{Failure, Outcome};
 use crate::mapping::Mappings;
 use crate::pyrepr::type_name;
@@ -24,6 +24,23 @@ pub struct Decoded {
 }
 
 pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
+    let mut changes = Vec::new();
+    let mut result = decode_each(raw, mappings, max_bytes, &mut |change| {
+        changes.push(change.to_json())
+    });
+    result.changes = changes;
+    result
+}
+
+/// `decode`, handing each change to `on_change` as it is made instead of
+/// writing its JSON (`Decoded::changes` stays empty): the native core
+/// applies them without a JSON round trip.
+pub fn decode_each(
+    raw: &[u8],
+    mappings: &Mappings,
+    max_bytes: usize,
+    on_change: &mut dyn FnMut(&Change<'_>),
+) -> Decoded {
     let mut result = Decoded::default();
     if raw.len() > max_bytes {
         let problem = format!(
@@ -49,10 +66,10 @@ pub fn decode(raw: &[u8], mappings: &Mappings, max_bytes: usize) -> Decoded {
         )),
         Json::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                decode_event(item, mappings, &mut result, Some(index));
+                decode_event(item, mappings, &mut result, Some(index), on_change);
             }
         }
-        event => decode_event(event, mappings, &mut result, None),
+        event => decode_event(event, mappings, &mut result, None, on_change),
     }
     result
 }
@@ -80,7 +97,13 @@ fn detect<'a>(event: &'a Json<'a>) -> Option<(Normalizer, &'a Object<'a>)> {
 
 /// `index` is the element's place in an array message: rejects name it, and
 /// the prefix is only written for them.
-fn decode_event(event: &Json, mappings: &Mappings, result: &mut Decoded, index: Option<usize>) {
+fn decode_event(
+    event: &Json,
+    mappings: &Mappings,
+    result: &mut Decoded,
+    index: Option<usize>,
+    on_change: &mut dyn FnMut(&Change<'_>),
+) {
     let place = || index.map(|i| format!("[{i}] ")).unwrap_or_default();
     let Some((normalize, inner)) = detect(event) else {
         result
@@ -90,7 +113,7 @@ fn decode_event(event: &Json, mappings: &Mappings, result: &mut Decoded, index: 
     };
     match normalize(inner, mappings) {
         Ok(changes) if changes.is_empty() => result.ignored += 1,
-        Ok(changes) => result.changes.extend(changes.iter().map(Change::to_json)),
+        Ok(changes) => changes.iter().for_each(&mut *on_change),
         Err(Failure::Input { reason, message }) => {
             result
                 .rejects
