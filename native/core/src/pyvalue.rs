@@ -4,6 +4,8 @@
 //! `{x:,.0f}`), and last-writer-wins breaks stamp ties on `repr`, so parity
 //! with the Python engine needs Python's rendering and equality, not Rust's.
 
+use hygiene_decode::pyrepr::{fixed, scientific};
+pub use hygiene_decode::pyrepr::{float_repr, str_repr};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
@@ -90,65 +92,6 @@ pub fn repr(value: &Value) -> String {
     }
 }
 
-/// The shortest round-tripping digits and decimal exponent of a finite float,
-/// which is what both Python's `repr` and Rust's `{:e}` are built on.
-fn shortest(x: f64) -> (String, i32) {
-    let text = format!("{:e}", x.abs());
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    (mantissa.replace('.', ""), exponent.parse().unwrap_or(0))
-}
-
-/// Python `repr(float)`: fixed notation for exponents in [-4, 16), else
-/// scientific with a signed two-digit exponent.
-pub fn float_repr(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let sign = if x.is_sign_negative() { "-" } else { "" };
-    let (digits, exponent) = shortest(x);
-    let body = if (-4..16).contains(&exponent) {
-        fixed(&digits, exponent, true)
-    } else {
-        scientific(&digits, exponent)
-    };
-    format!("{sign}{body}")
-}
-
-/// Digits d1d2d3... times 10^(exponent) written without an exponent.
-fn fixed(digits: &str, exponent: i32, keep_point_zero: bool) -> String {
-    let point = exponent + 1;
-    let mut out = String::new();
-    if point <= 0 {
-        out.push_str("0.");
-        out.push_str(&"0".repeat(point.unsigned_abs() as usize));
-        out.push_str(digits);
-    } else if point as usize >= digits.len() {
-        out.push_str(digits);
-        out.push_str(&"0".repeat(point as usize - digits.len()));
-        if keep_point_zero {
-            out.push_str(".0");
-        }
-    } else {
-        out.push_str(&digits[..point as usize]);
-        out.push('.');
-        out.push_str(&digits[point as usize..]);
-    }
-    out
-}
-
-fn scientific(digits: &str, exponent: i32) -> String {
-    let mut out = digits[..1].to_string();
-    if digits.len() > 1 {
-        out.push('.');
-        out.push_str(&digits[1..]);
-    }
-    let sign = if exponent < 0 { '-' } else { '+' };
-    format!("{out}e{sign}{:02}", exponent.abs())
-}
-
 /// Python `format(x, "g")`: six significant digits, trailing zeros dropped.
 pub fn format_g(x: f64) -> String {
     const PRECISION: i32 = 6;
@@ -194,58 +137,6 @@ pub fn format_thousands(x: f64) -> String {
     } else {
         grouped
     }
-}
-
-/// Python `repr(str)`: single quotes unless only double quotes avoid escaping.
-pub fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if printable(c) => out.push(c),
-            c => {
-                let code = c as u32;
-                if code < 0x100 {
-                    out.push_str(&format!("\\x{code:02x}"));
-                } else if code < 0x10000 {
-                    out.push_str(&format!("\\u{code:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{code:08x}"));
-                }
-            }
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// `str.isprintable` for one character, without the Unicode database: control,
-/// format, separator (other than space) and private-use characters; unassigned
-/// code points are not known here (see STATUS.md).
-fn printable(c: char) -> bool {
-    let code = c as u32;
-    if c == ' ' {
-        return true;
-    }
-    !matches!(code,
-        0x00..=0x1f | 0x7f..=0xa0 | 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f
-        | 0x890..=0x891 | 0x8e2 | 0x1680 | 0x180e | 0x2000..=0x200f | 0x2028..=0x202f
-        | 0x205f..=0x2064 | 0x2066..=0x206f | 0x3000 | 0xe000..=0xf8ff | 0xfeff
-        | 0xfff9..=0xfffb | 0x110bd | 0x110cd | 0x13430..=0x1343f | 0x1bca0..=0x1bca3
-        | 0x1d173..=0x1d17a | 0xe0001 | 0xe0020..=0xe007f | 0xf0000..=0x10ffff)
 }
 
 /// Python `str.casefold`, for the spellings found in CRM data: full Unicode

@@ -17,5 +17,10 @@ mod hubspot;
 mod isotime;
 mod json;
 pub mod mapping;
-mod pyrepr;
+pub mod pyrepr;
 mod salesforce;
+
+/// Proleptic Gregorian day arithmetic, shared with the native core.
+pub mod civil {
+    pub use crate::isotime::{civil_from_days, days_from_civil};
+}

@@ -155,55 +155,61 @@ fn printable(c: char) -> bool {
 /// 1e-4 <= |x| < 1e16.
 pub fn float_repr(value: f64) -> String {
     if value.is_nan() {
-        return "nan".to_owned();
+        return "nan".into();
     }
     if value.is_infinite() {
-        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
+        return if value > 0.0 { "inf" } else { "-inf" }.into();
     }
-    if value == 0.0 {
-        return if value.is_sign_negative() {
-            "-0.0"
-        } else {
-            "0.0"
-        }
-        .to_owned();
-    }
-    let scientific = format!("{:e}", value.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let sign = if value.is_sign_negative() { "-" } else { "" };
+    let (digits, exponent) = shortest(value);
+    let body = if (-4..16).contains(&exponent) {
+        fixed(&digits, exponent, true)
+    } else {
+        scientific(&digits, exponent)
+    };
+    format!("{sign}{body}")
+}
+
+/// The shortest round-trip digits of |x| and its decimal exponent.
+fn shortest(x: f64) -> (String, i32) {
+    let text = format!("{:e}", x.abs());
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    (mantissa.replace('.', ""), exponent.parse().unwrap_or(0))
+}
+
+/// Digits d1d2d3... times 10^(exponent) written without an exponent
+/// (`keep_point_zero`: a whole number keeps its `.0`, as `repr` writes it
+/// and `format(x, "g")` does not).
+pub fn fixed(digits: &str, exponent: i32, keep_point_zero: bool) -> String {
     let point = exponent + 1;
     let mut out = String::new();
-    if value < 0.0 {
-        out.push('-');
-    }
-    if !(-4 < point && point <= 16) {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let shown = point - 1;
-        let _ = write!(
-            out,
-            "e{}{:02}",
-            if shown < 0 { '-' } else { '+' },
-            shown.abs()
-        );
-    } else if point <= 0 {
+    if point <= 0 {
         out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-point) as usize));
-        out.push_str(&digits);
+        out.push_str(&"0".repeat(point.unsigned_abs() as usize));
+        out.push_str(digits);
     } else if point as usize >= digits.len() {
-        out.push_str(&digits);
-        out.extend(std::iter::repeat_n('0', point as usize - digits.len()));
-        out.push_str(".0");
+        out.push_str(digits);
+        out.push_str(&"0".repeat(point as usize - digits.len()));
+        if keep_point_zero {
+            out.push_str(".0");
+        }
     } else {
         out.push_str(&digits[..point as usize]);
         out.push('.');
         out.push_str(&digits[point as usize..]);
     }
     out
+}
+
+/// Digits d1d2d3... times 10^(exponent) as Python writes an exponent form.
+pub fn scientific(digits: &str, exponent: i32) -> String {
+    let mut out = digits[..1].to_string();
+    if digits.len() > 1 {
+        out.push('.');
+        out.push_str(&digits[1..]);
+    }
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{out}e{sign}{:02}", exponent.abs())
 }
 
 /// `str.isspace`, which `str.strip()` uses: Unicode's White_Space plus the
