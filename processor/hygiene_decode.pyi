@@ -12,3 +12,12 @@ class Decoder:
     def decode_many(
         self, raws: list[bytes]
     ) -> list[tuple[list[bytes], int, list[tuple[str, str]]]]: ...
+
+    def route_many(
+        self, raws: list[bytes], partitions: int, limit: int
+    ) -> tuple[list[tuple[int, bytes]], int, list[tuple[int, str, str]]]:
+        """(internal messages as (partition, bytes), ignored events,
+        [(message index, reason, error)])."""
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2) on ``key``."""

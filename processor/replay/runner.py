@@ -93,7 +93,7 @@ class Replay:
         self.engine = engine_for(engine, rules, self.decoder)
         self.sink: Sink = sink or NullSink()
         self.keep = keep
-        self.result = ReplayResult(rules=rules, as_of_ms=0, states={})
+        self._result = ReplayResult(rules=rules, as_of_ms=0, states={})
         self._received_at = received_at
         self._pending: list[Pending] = []
 
@@ -118,7 +118,7 @@ class Replay:
     ) -> None:
         """JSON lines (one message a line, any supported format, mixed), or a
         bulk export (see ``recorded.is_export``)."""
-        self.result.inputs.append(str(path))
+        self._result.inputs.append(str(path))
         if recorded.is_export(path, export):
             self._feed_export(path, on_progress)
             return
@@ -136,7 +136,7 @@ class Replay:
         ):
             if isinstance(change_or_reject, Reject):
                 self.flush()  # dead letters stay in input order
-                self.result.messages += 1
+                self._result.messages += 1
                 self._dead_letter(change_or_reject, str(path), line)
             else:
                 self.apply(change_or_reject, row_bytes, str(path), line)
@@ -163,7 +163,7 @@ class Replay:
 
     def _feed_run(self, run: list[Pending]) -> None:
         fed = self.engine.feed([raw for raw, _, _, _ in run])
-        result = self.result
+        result = self._result
         result.messages += len(run)
         result.ignored += fed.ignored
         result.changes += fed.changes
@@ -174,7 +174,7 @@ class Replay:
 
     def _apply_run(self, run: list[Pending]) -> None:
         applied = self.engine.apply([change for _, change, _, _ in run if change is not None])
-        result = self.result
+        result = self._result
         result.messages += len(run)
         result.changes += len(run) - len(applied.rejects)
         for index, error in applied.rejects:
@@ -183,6 +183,15 @@ class Replay:
         self._collect(applied)
 
     # ---- reading state ----------------------------------------------------
+    @property
+    def result(self) -> ReplayResult:
+        """What was fed so far (pending messages applied first), without the
+        final sweep ``finish`` adds; with the states when ``keep``."""
+        self.flush()
+        if self.keep:
+            self._result.states = self.states
+        return self._result
+
     @property
     def states(self) -> dict[str, OpportunityState]:
         """Every opportunity's state now, in first-seen order. Built on each
@@ -199,7 +208,7 @@ class Replay:
         """Sweeps every opportunity at ``as_of`` (default: the last event time),
         so that time-driven rules fire as they would have at that moment."""
         self.flush()
-        result = self.result
+        result = self._result
         span = self.engine.event_span()
         if span is not None:
             result.first_event_ms, result.last_event_ms = span
@@ -213,7 +222,7 @@ class Replay:
 
     # ---- internals --------------------------------------------------------
     def _collect(self, applied: Applied) -> None:
-        sink, result = self.sink, self.result
+        sink, result = self.sink, self._result
         resolutions = sum(1 for raw in applied.alerts if _RESOLUTION in raw)
         result.resolutions += resolutions
         result.alerts_raised += len(applied.alerts) - resolutions
@@ -230,7 +239,7 @@ class Replay:
         record = DeadLetter.of(reject.reason, reject.error, source=source, original=reject.raw,
                                received_at=self._received_at, offset=offset)
         self.sink.emit("dead_letters", record)
-        self.result.dead_letters.append(record)
+        self._result.dead_letters.append(record)
 
 
 def _records(adapter: TypeAdapter[list[Any]], raws: list[bytes]) -> list[Any]:

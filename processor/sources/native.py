@@ -57,11 +57,33 @@ class Decoder:
         changes, ignored, rejects = self._native.decode(raw)
         return Decoded(changes, rejects_of(raw, rejects), ignored)
 
+    def route_many(self, raws: list[bytes], partitions: int, limit: int) -> Routed:
+        """Decoded and routed in one call: a change's JSON is never a Python
+        object (ingest's hot path)."""
+        messages, ignored, dead = self._native.route_many(raws, partitions, limit)
+        rejects = [(index, reject) for index, reason, error in dead
+                   for reject in rejects_of(raws[index], [(reason, error)])]
+        return Routed(messages, rejects, ignored)
+
     def decode_many(self, raws: Sequence[bytes]) -> list[Decoded]:
         """One call for a fetched batch: the crossing into Rust is paid once."""
         return [Decoded(changes, rejects_of(raw, rejects) if rejects else [], ignored)
                 for raw, (changes, ignored, rejects)
                 in zip(raws, self._native.decode_many(list(raws)), strict=True)]
+
+
+@dataclass(slots=True)
+class Routed:
+    """A fetched batch as ingest sends it on: internal messages (the changes
+    of one partition joined, ``processor.stream.messages``), what to
+    dead-letter, and how many events were understood and ignored."""
+
+    messages: list[tuple[int, bytes]]
+    """(partition, ``{"kind":"changes",...}`` bytes), each under the limit
+    unless one change alone is over it."""
+    rejects: list[tuple[int, Reject]]
+    """(index of the message in the batch, the reject), in order."""
+    ignored: int
 
 
 def rejects_of(raw: bytes, rejects: list[tuple[str, str]]) -> list[Reject]:

@@ -14,14 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections import defaultdict
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
 from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
     CommitFailedError,
@@ -35,8 +32,6 @@ from processor.sources.native import Decoder
 from processor.stream import metrics
 from processor.stream.failures import retried, send_dead_letter
 from processor.stream.kafka import aiokafka_options
-from processor.stream.messages import encode_change_bytes
-from processor.stream.routing import Partitioner
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -48,7 +43,7 @@ class Ingest:
         # Settings.topics reads the environment each time: once, not per batch.
         self.topics = settings.topics
         self.decoder = Decoder(mappings, max_bytes=settings.max_message_bytes)
-        self.partition_of = Partitioner(settings.partitions)
+        self.partitions = settings.partitions
         self.batches = 0
         self._stopping = asyncio.Event()
 
@@ -125,27 +120,20 @@ class Ingest:
 
     async def _handle(self, fetched: dict[Any, list[Any]], producer: Any) -> None:
         topics = self.topics
-        by_partition: dict[int, list[bytes]] = defaultdict(list)
         pending: list[Awaitable[Any]] = []
-        messages = 0
-        rejected: list[tuple[Reject, Any, Any]] = []
-        ignored = 0
-        partition_of = self.partition_of
-        for tp, records in fetched.items():
-            decoded = self.decoder.decode_many([record.value or b"" for record in records])
-            messages += len(records)
-            for record, result in zip(records, decoded, strict=True):
-                for change in result.changes:
-                    by_partition[partition_of(opportunity_of(change))].append(change)
-                for reject in result.rejects:
-                    rejected.append((reject, tp, record))
-                ignored += result.ignored
-        for partition, changes in by_partition.items():
-            for chunk in chunked(changes):
-                pending.append(await producer.send(topics.changes, chunk, partition=partition))
+        inputs = [(tp, record) for tp, records in fetched.items() for record in records]
+        # Decoded, routed and joined into internal messages in one native
+        # call: no change becomes a Python object here.
+        routed = self.decoder.route_many([record.value or b"" for _, record in inputs],
+                                         self.partitions, CHUNK_BYTES)
+        for partition, message in routed.messages:
+            pending.append(await producer.send(topics.changes, message, partition=partition))
+        rejected = [(reject, *inputs[index]) for index, reject in routed.rejects]
+        messages, ignored = len(inputs), routed.ignored
         # Dead letters go out together with the changes (one round trip for
         # the batch, however many inputs were bad); one the topic refuses as
         # too large is sent again with less of its original.
+
         def letter(reject: Reject, tp: Any, record: Any) -> Awaitable[None]:
             async def send(value: bytes) -> None:
                 await (await producer.send(topics.dead_letter, value, key=record.key))
@@ -163,35 +151,8 @@ class Ingest:
 
 
 CHUNK_BYTES = 768 * 1024
-"""Under the broker's default 1 MiB message limit, so a stock topic works."""
-
-
-def chunked(changes: list[bytes], limit: int = CHUNK_BYTES) -> list[bytes]:
-    """Changes (each one's JSON) as few internal messages as fit under
-    ``limit``; one change over it still goes, alone."""
-    out: list[bytes] = []
-    start, size = 0, 0
-    for index, change in enumerate(changes):
-        if index > start and size + len(change) + 1 > limit - _FRAME:
-            out.append(encode_change_bytes(changes[start:index]))
-            start, size = index, 0
-        size += len(change) + 1
-    out.append(encode_change_bytes(changes[start:]))
-    return out
-
-
-_FRAME = len(encode_change_bytes([]))
-_OPPORTUNITY = re.compile(rb'"opportunity_id":"([^"\\]*)"')
-
-
-def opportunity_of(change: bytes) -> str:
-    """The opportunity id of a change's JSON, for routing: read off the bytes
-    (the decoder writes it as the third key), parsed only when escaped."""
-    match = _OPPORTUNITY.search(change)
-    if match is not None:
-        return match.group(1).decode()
-    opportunity: str = orjson.loads(change)["opportunity_id"]
-    return opportunity
+"""Internal messages stay under this (one change over it still goes, alone):
+under the broker's default 1 MiB message limit, so a stock topic works."""
 
 
 def dead_letter(

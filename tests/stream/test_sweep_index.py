@@ -63,20 +63,6 @@ def test_due_sweeps_match_full_evaluation_and_do_nothing_twice() -> None:
         assert due_of(dump_state(state.model_copy(update={"next_due_ms": None}))) is None
 
 
-def test_ingest_chunks_stay_under_the_broker_message_limit() -> None:
-    from processor.stream.ingest import chunked
-    from processor.stream.messages import decode as decode_internal
-
-    rules = default_rules()
-    sim = simulate(opportunities=300, days=90, seed=4, fmt="generic",
-                   start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
-    changes = [c for raw in sim.events for c in decode(raw, FieldMappings()).changes]
-    chunks = chunked([c.to_json() for c in changes], limit=64 * 1024)
-    assert len(chunks) > 1 and all(len(c) <= 64 * 1024 for c in chunks)
-    back = [c for chunk in chunks for c in decode_internal(chunk).changes]  # type: ignore[union-attr]
-    assert back == changes
-
-
 def test_the_index_takes_partitions_from_a_faust_store_instead_of_hashing() -> None:
     """Faust's stores know each key's partition (RocksDB: a database per
     partition; memory: the partition each recovered key came from); the

@@ -6,6 +6,14 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::detect::{self, Decoded};
 use crate::mapping::Mappings;
+use crate::route;
+
+/// `route_many`'s (messages, ignored, rejects).
+type Routed = (
+    Vec<(u32, Py<PyBytes>)>,
+    usize,
+    Vec<(usize, &'static str, String)>,
+);
 
 #[pyclass(frozen, module = "hygiene_decode")]
 struct Decoder {
@@ -37,6 +45,45 @@ impl Decoder {
         to_python(py, detect::decode(raw, &self.mappings, self.max_bytes))
     }
 
+    /// Decodes a fetched batch and routes its changes as ingest sends them:
+    /// (internal messages as (partition, bytes), ignored events, rejects as
+    /// (message index, reason, error)). Messages are the changes of one
+    /// partition joined under `limit` bytes, in arrival order; partitions
+    /// by Kafka's default partitioner on the opportunity id.
+    fn route_many(
+        &self,
+        py: Python<'_>,
+        raws: Vec<Bound<'_, PyBytes>>,
+        partitions: u32,
+        limit: usize,
+    ) -> PyResult<Routed> {
+        if partitions == 0 {
+            return Err(PyValueError::new_err("partitions must be at least 1"));
+        }
+        let mut router = route::Router::new(partitions, limit);
+        let mut ignored = 0;
+        let mut rejects = Vec::new();
+        for (index, raw) in raws.iter().enumerate() {
+            let decoded =
+                detect::decode_each(raw.as_bytes(), &self.mappings, self.max_bytes, &mut |c| {
+                    router.add(&c.opportunity_id, c.to_json())
+                });
+            ignored += decoded.ignored;
+            rejects.extend(
+                decoded
+                    .rejects
+                    .into_iter()
+                    .map(|(reason, error)| (index, reason, error)),
+            );
+        }
+        let messages = router
+            .finish()
+            .into_iter()
+            .map(|(partition, message)| (partition, PyBytes::new(py, &message).unbind()))
+            .collect();
+        Ok((messages, ignored, rejects))
+    }
+
     /// One `decode` result per message, to pay the call overhead once per batch.
     fn decode_many<'py>(
         &self,
@@ -58,10 +105,20 @@ impl Decoder {
     }
 }
 
+/// Kafka's default partitioner: the partition of `key` among `partitions`.
+#[pyfunction]
+fn partition_of(key: &[u8], partitions: u32) -> PyResult<u32> {
+    if partitions == 0 {
+        return Err(PyValueError::new_err("partitions must be at least 1"));
+    }
+    Ok(route::partition_of(key, partitions))
+}
+
 #[pymodule]
 fn hygiene_decode(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
     // Exported so that a test can hold it equal to detect.MAX_BYTES.
     module.add("MAX_BYTES", detect::MAX_BYTES)?;
+    module.add_function(wrap_pyfunction!(partition_of, module)?)?;
     Ok(())
 }

@@ -18,6 +18,7 @@ mod isotime;
 mod json;
 pub mod mapping;
 pub mod pyrepr;
+pub mod route;
 mod salesforce;
 
 /// Proleptic Gregorian day arithmetic, shared with the native core.
