@@ -105,6 +105,9 @@ pub fn dump(state: &OpportunityState) -> Value {
     if let Some(into) = &state.merged_into {
         out.insert("merged_into".into(), Value::from(into.as_str()));
     }
+    if let Some(due) = state.next_due_ms {
+        out.insert("next_due_ms".into(), Value::from(due));
+    }
     if !state.open_alerts.is_empty() {
         let alerts: Map<String, Value> = state
             .open_alerts
@@ -243,6 +246,7 @@ pub fn load(data: &Value) -> Result<OpportunityState, String> {
         .get("merged_into")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    state.next_due_ms = int(object.get("next_due_ms"))?;
     if let Some(Value::Object(alerts)) = object.get("open_alerts") {
         for (rule, opened) in alerts {
             state
