@@ -79,35 +79,34 @@ pub fn dump(state: &OpportunityState) -> Value {
     if !state.base.is_empty() {
         out.insert("base".into(), fields_json(&state.base));
     }
-    let mut int = |key: &str, value: i64| {
+    // In the model's field order, as `state_to_json` writes them (so the
+    // bytes, not only the values, are the Python engine's).
+    let int = |out: &mut Map<String, Value>, key: &str, value: i64| {
         if value != 0 {
             out.insert(key.into(), Value::from(value));
         }
     };
-    int("base_stamp", state.base_stamp);
-    int("close_pushes", state.close_pushes);
-    int("close_slip_days", state.close_slip_days);
-    int("high_water_ms", state.high_water_ms);
-    int("gap_stamp", state.gap_stamp);
-    int("full_stamp", state.full_stamp);
-    for (key, value) in [
-        ("stage_entered_ms", state.stage_entered_ms),
-        ("last_activity_ms", state.last_activity_ms),
-        ("created_ms", state.created_ms),
-    ] {
+    let opt = |out: &mut Map<String, Value>, key: &str, value: Option<i64>| {
         if let Some(value) = value {
             out.insert(key.into(), Value::from(value));
         }
-    }
+    };
+    int(&mut out, "base_stamp", state.base_stamp);
+    opt(&mut out, "stage_entered_ms", state.stage_entered_ms);
+    int(&mut out, "close_pushes", state.close_pushes);
+    int(&mut out, "close_slip_days", state.close_slip_days);
+    opt(&mut out, "last_activity_ms", state.last_activity_ms);
     if !state.contacts.is_empty() {
         out.insert("contacts".into(), json!(state.contacts));
     }
+    opt(&mut out, "created_ms", state.created_ms);
+    int(&mut out, "high_water_ms", state.high_water_ms);
+    int(&mut out, "gap_stamp", state.gap_stamp);
+    int(&mut out, "full_stamp", state.full_stamp);
     if let Some(into) = &state.merged_into {
         out.insert("merged_into".into(), Value::from(into.as_str()));
     }
-    if let Some(due) = state.next_due_ms {
-        out.insert("next_due_ms".into(), Value::from(due));
-    }
+    opt(&mut out, "next_due_ms", state.next_due_ms);
     if !state.open_alerts.is_empty() {
         let alerts: Map<String, Value> = state
             .open_alerts
