@@ -133,6 +133,9 @@ class Worker:
         async def state_agent(stream: Any) -> None:
             # What is queued, handled in units, acked by hand once handled
             # (processor.stream.draining; failures: processor.stream.failures).
+            native = isinstance(processor, NativeStateProcessor)
+            log.info("state agent: the %s rules engine (HYGIENE_NATIVE_CORE=%s)",
+                     "native" if native else "Python", str(native).lower())
             await run_state_agent(stream, app, processor, table, publish,
                                   self.settings.topics.dead_letter)
 
