@@ -41,7 +41,7 @@ from processor.stream.routing import Partitioner
 from processor.stream.state import PartitionIndex, Publish, StateProcessor, Topics
 from processor.stream.store_items import partitioned_items
 from schemas import AlertRecord, DeadLetter, OpportunityState
-from schemas.state import state_from_json
+from schemas.state import state_from_json, unpack
 
 if TYPE_CHECKING:
     from processor.alerts.shell import AlertPolicy
@@ -57,14 +57,17 @@ _ALERTS: TypeAdapter[AlertRecord] = TypeAdapter(
     Annotated[AlertRecord, Field(discriminator="kind")])
 
 
+_BLANK = OpportunityState(opportunity_id="")
+
+
 def light_state(opportunity_id: bytes, light: bytes) -> OpportunityState:
-    """A state with only what membership reads (``shell::light``): built
-    without validation, never stored or evaluated."""
+    """A state with only what membership reads (``shell::light``): copied
+    from a blank one without validation (``model_construct`` inspects the
+    defaults' factories per call: 100 times slower), never stored or
+    evaluated."""
     data = orjson.loads(light)
-    return OpportunityState.model_construct(
-        opportunity_id=opportunity_id.decode(), fields=data["fields"],
-        open_alerts=data["open_alerts"], merged_into=data["merged_into"],
-        high_water_ms=data["high_water_ms"])
+    data["opportunity_id"] = opportunity_id.decode()
+    return _BLANK.model_copy(update=data)
 
 
 class NativeStateProcessor:
@@ -286,13 +289,20 @@ class NativeStateProcessor:
         return self.topics.dead_letter, key, record.model_dump_json().encode()
 
 
+def whole_state(stored: bytes) -> OpportunityState:
+    """The core's stored form as a state, without validation (the core
+    wrote it; ``state_from_json`` validates at 3-4 times the cost)."""
+    data = unpack(orjson.loads(stored))
+    return _BLANK.model_copy(update=data)
+
+
 def _renderer(stored: bytes, at_ms: int) -> Callable[[Regrouping], Payload | None]:
     """Renders from the whole state, parsed once and only if asked."""
     parsed: list[OpportunityState] = []
 
     def render(regrouping: Regrouping) -> Payload | None:
         if not parsed:
-            parsed.append(state_from_json(stored))
+            parsed.append(whole_state(stored))
         return regrouping.render(parsed[0], at_ms)
 
     return render

@@ -21,7 +21,7 @@ from processor.forecast.entry import RollupRegrouping
 from processor.forecast.fiscal import FiscalCalendar
 from processor.rules import RuleSet
 from processor.stream import messages
-from processor.stream.native_state import NativeStateProcessor
+from processor.stream.native_state import NativeStateProcessor, whole_state
 from processor.stream.regroup import Regrouping
 from processor.stream.routing import Partitioner
 from processor.stream.state import StateProcessor, Topics
@@ -318,3 +318,17 @@ def test_a_sweep_touches_only_due_keys_of_its_partition_and_loads_what_the_core_
     log.clear()
     run(native.handle_sweep(messages.SweepTick(at_ms=ms(200)), 1, table, Recorder(log)))
     assert [step for step, _ in log if step == "write"] == []
+
+
+def test_the_whole_state_is_read_as_validation_reads_it() -> None:
+    """``whole_state`` (renders without validation) against ``state_from_json``
+    on every state of simulated traffic."""
+    rules = RULES["new_york"]
+    table: dict[bytes, bytes] = {}
+    _, native = processors(rules, regrouped=False)
+    for offset, (partition, unit) in enumerate(schedule(traffic(rules, 12, "mixed", 80),
+                                                        40, 1, 5)):
+        asyncio.run(handle(native, partition, unit, table, Recorder([]), offset))
+    assert any(orjson.loads(raw).get("timeline") for raw in table.values())
+    for raw in table.values():
+        assert vars(whole_state(raw)) == vars(state_from_json(raw))

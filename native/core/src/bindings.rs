@@ -107,8 +107,7 @@ impl Core {
         let Some(state) = self.states.get(opportunity_id) else {
             return Ok(None);
         };
-        let raw = serde_json::to_vec(&crate::stored::dump(state))
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let raw = crate::stored::dump(state);
         Ok(Some(PyBytes::new(py, &raw).unbind()))
     }
 

@@ -11,7 +11,6 @@ use crate::stored;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub const ALERT: u8 = 0;
@@ -91,22 +90,7 @@ pub fn next_due(engine: &Engine, state: &OpportunityState, now_ms: i64) -> Optio
 /// entries are stamped with: a small object Python can build a light
 /// `OpportunityState` from without parsing the whole stored form.
 pub fn light(state: &OpportunityState) -> Vec<u8> {
-    let mut fields = Map::with_capacity(state.fields.len());
-    for (name, value) in &state.fields {
-        fields.insert(name.as_str().to_owned(), value.clone());
-    }
-    let alerts: Map<String, Value> = state
-        .open_alerts
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::from(*v)))
-        .collect();
-    let value = json!({
-        "fields": fields,
-        "open_alerts": alerts,
-        "merged_into": state.merged_into,
-        "high_water_ms": state.high_water_ms,
-    });
-    serde_json::to_vec(&value).expect("a JSON value serializes")
+    stored::light(state)
 }
 
 /// The messages' changes, each still in its own JSON, checked to be
@@ -162,7 +146,7 @@ impl Run<'_> {
         state.next_due_ms = next_due(self.engine, state, now_ms);
         let entry = &mut self.unit.touched[touched];
         entry.next_due = state.next_due_ms;
-        entry.stored = serde_json::to_vec(&stored::dump(state)).expect("a JSON value serializes");
+        entry.stored = stored::dump(state);
         entry.light = light(state);
     }
 }
