@@ -151,6 +151,9 @@ impl Run<'_> {
     }
 }
 
+/// (index in the core's states, where it came from, its light form as loaded).
+type Fetched = (usize, Origin, Option<Vec<u8>>);
+
 /// Takes the state of `id` into `states` (held, else loaded, else new when
 /// `create`); None when it is neither held nor stored and not created.
 fn fetch<E>(
@@ -158,7 +161,7 @@ fn fetch<E>(
     id: &str,
     load: &mut Load<'_, E>,
     create: bool,
-) -> Result<Option<(usize, Origin, Option<Vec<u8>>)>, E> {
+) -> Result<Option<Fetched>, E> {
     if let Some(index) = states.get_index_of(id) {
         return Ok(Some((index, Origin::Held, None)));
     }
