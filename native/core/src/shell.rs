@@ -11,6 +11,8 @@ use crate::stored;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+#[cfg(test)]
+use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub const ALERT: u8 = 0;
@@ -285,6 +287,10 @@ fn apply_group<E>(
             let engine = run.engine;
             let scratch = &mut run.scratch;
             match catch_unwind(AssertUnwindSafe(|| {
+                #[cfg(test)]
+                if change.event_id == tests::POISON {
+                    panic!("a test's poison change");
+                }
                 engine.apply(state, change, occurred, scratch)
             })) {
                 Ok(()) => run.collect(touched),
@@ -375,4 +381,88 @@ pub fn sweep<E>(
         run.finish(state, now_ms, touched);
     }
     Ok(Ok(run.unit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+    use std::convert::Infallible;
+
+    /// A change the engine panics on in tests only (none is known for real).
+    pub const POISON: &str = "ev-poison";
+
+    fn engine() -> Engine {
+        // `native_rules(default_rules())`, written by processor/rules/export.py.
+        let rules = RuleSet::from_json(include_bytes!("testdata/default_rules.json"));
+        Engine::new(rules.expect("the exported rules load"))
+    }
+
+    fn change(event_id: &str, day: u32, fields: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "event_id": event_id, "opportunity_id": "006A",
+            "occurred_at": format!("2026-01-{day:02}T09:00:00+00:00"), "op": "upsert",
+            "fields": fields,
+        }))
+        .unwrap()
+    }
+
+    fn healthy() -> Value {
+        json!({"name": "Acme renewal", "stage": "Discovery", "owner_id": "005OWNER1",
+               "amount": 40000.0, "currency": "USD", "close_date": "2026-03-31",
+               "identify_pain": "Manual reconciliation", "metrics": "Close in 4 days",
+               "next_step": "Demo", "next_step_date": "2026-01-20"})
+    }
+
+    fn run(changes: Vec<Vec<u8>>, stored: Option<&[u8]>) -> (Unit, Vec<u8>) {
+        let engine = engine();
+        let mut states = Keyed::default();
+        let mut load = |_: &str| -> Result<Option<OpportunityState>, Infallible> {
+            Ok(stored.map(|raw| stored::load(&serde_json::from_slice(raw).unwrap()).unwrap()))
+        };
+        let unit = apply_changes(&engine, &mut states, changes, 0, &mut load).unwrap();
+        let dumped = stored::dump(&states["006A"]);
+        (unit, dumped)
+    }
+
+    #[test]
+    fn a_change_the_engine_panics_on_is_rejected_and_the_others_applied_as_without_it() {
+        let first = change("ev-1", 5, healthy());
+        let poison = change(POISON, 6, json!({"stage": "Solution"}));
+        let later = change(
+            "ev-3",
+            7,
+            json!({"amount": 55000.0, "stage": "Negotiation"}),
+        );
+        for stored in [None, Some(run(vec![first.clone()], None).1)] {
+            let before = if stored.is_some() {
+                vec![]
+            } else {
+                vec![first.clone()]
+            };
+            let with = [before.clone(), vec![poison.clone(), later.clone()]].concat();
+            let without = [before, vec![later.clone()]].concat();
+            let (unit, state) = run(with, stored.as_deref());
+            let (reference, expected) = run(without, stored.as_deref());
+            assert_eq!(unit.rejects.len(), 1);
+            assert_eq!(unit.rejects[0].raw, poison);
+            assert!(unit.rejects[0].why.contains("poison"));
+            assert_eq!(state, expected);
+            assert_eq!(unit.records, reference.records);
+            assert!(!unit.records.is_empty());
+            assert_eq!(unit.touched.len(), 1);
+            assert_eq!(unit.touched[0].stored, expected);
+        }
+    }
+
+    #[test]
+    fn a_new_opportunity_whose_only_change_panics_is_not_stored() {
+        let engine = engine();
+        let mut states = Keyed::default();
+        let mut load = |_: &str| -> Result<Option<OpportunityState>, Infallible> { Ok(None) };
+        let poison = change(POISON, 6, healthy());
+        let unit = apply_changes(&engine, &mut states, vec![poison], 0, &mut load).unwrap();
+        assert_eq!(unit.rejects.len(), 1);
+        assert!(unit.touched.is_empty() && unit.records.is_empty() && states.is_empty());
+    }
 }
