@@ -368,6 +368,20 @@ class PolicyRedis:
             self.local.stop()
 
 
+def _engine_summary(
+    runs: list[dict[str, object]], raws: list[dict[str, float | int]]
+) -> dict[str, float]:
+    """Median events/s, its share of the plain loop's, and the worker's CPU
+    per input message (CPU share over events/s) of one engine's runs."""
+    events = statistics.median(float(w["events_per_s"]) for w in runs)  # type: ignore[arg-type]
+    cpu = statistics.median(float(w["cpu_share"]) for w in runs)  # type: ignore[arg-type]
+    out = {"median_events_per_s": events, "median_cpu_share": cpu,
+           "cpu_us_per_message": round(cpu * 1e6 / events, 1)}
+    if raws:
+        out["share_of_raw"] = round(events / statistics.median(r["events_per_s"] for r in raws), 4)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_traffic_arguments(parser, opportunities=9000)
@@ -381,6 +395,13 @@ def main() -> None:
         default="off",
         help="worker runs with the Redis alert policy in the path (both: each round "
         "runs the worker without it, then with it)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("native", "python", "both"),
+        default="native",
+        help="the state agent's rules engine (HYGIENE_NATIVE_CORE); both: each round runs "
+        "the worker on the native core, then on the Python engine",
     )
     parser.add_argument("--worker-timeout", type=float, default=420.0)
     parser.add_argument("--store", default="memory://",
@@ -428,7 +449,10 @@ def main() -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     raws: list[dict[str, float | int]] = []
-    workers: list[dict[str, object]] = []
+    engines = ["native", "python"] if args.engine == "both" else [args.engine]
+    by_engine: dict[str, list[dict[str, object]]] = {engine: [] for engine in engines}
+    workers = by_engine[engines[0]]
+    """The first engine's runs (the summary's worker_* keys)."""
     policy_workers: list[dict[str, object]] = []
     policy_redis = PolicyRedis() if args.policy != "off" else None
     try:
@@ -442,21 +466,22 @@ def main() -> None:
                         broker.bootstrap, topic, len(events), f"bench-{stamp}-raw{i}", broker.pid
                     )
                 )
-            if not args.skip_worker and args.policy != "on":
-                workers.append(
-                    worker_run(
-                        broker.bootstrap,
-                        topic,
-                        len(events),
-                        n_changes,
-                        f"bench-{stamp}-w{i}",
-                        broker.pid,
-                        logs,
-                        args.worker_timeout,
-                        args.changes_max_message_bytes,
-                        store=args.store,
-                    )
+            for engine in engines if not args.skip_worker and args.policy != "on" else ():
+                run = worker_run(
+                    broker.bootstrap,
+                    topic,
+                    len(events),
+                    n_changes,
+                    f"bench-{stamp}-w{i}" + ("" if engine == engines[0] else f"-{engine}"),
+                    broker.pid,
+                    logs,
+                    args.worker_timeout,
+                    args.changes_max_message_bytes,
+                    extra_env={"HYGIENE_NATIVE_CORE": str(engine == "native").lower()},
+                    store=args.store,
                 )
+                run["engine"] = engine
+                by_engine[engine].append(run)
             if not args.skip_worker and policy_redis is not None:
                 tag = f"bench-{stamp}-p{i}"
                 policy_workers.append(
@@ -543,6 +568,9 @@ def main() -> None:
             / float(summary["raw_median_events_per_s"]),  # type: ignore[arg-type]
             4,
         )
+    summary["engines"] = {
+        engine: _engine_summary(runs, raws) for engine, runs in by_engine.items() if runs
+    }
     path = args.out / f"e2e-{stamp}.json"
     path.write_text(json.dumps(summary, indent=2))
     print(

@@ -1,7 +1,27 @@
 """The native rules engine (see native/core/STATUS.md)."""
 
+from collections.abc import Callable
+
 Records = tuple[list[bytes], list[bytes], list[bytes]]
 """(alerts and resolutions, stage-history records, close-out commands), each one record's JSON."""
+
+Load = Callable[[bytes], bytes | None]
+"""An opportunity id's stored state (the table's ``get``), None when not stored."""
+
+UnitRecord = tuple[int, bytes, bytes]
+"""(0 alert or resolution | 1 stage history | 2 command, opportunity id, the record's JSON)."""
+
+UnitState = tuple[bytes, bytes, bytes, int, int | None, bytes | None]
+"""(opportunity id, stored form with next_due_ms, light form, origin: 0 held | 1 loaded |
+2 new, next_due_ms, light form as loaded (origin 1) else None). The light form is
+{"fields", "open_alerts", "merged_into", "high_water_ms"}: what regroupings read."""
+
+UnitReject = tuple[bytes | None, bytes, str]
+"""(opportunity id if readable, the change's JSON, why)."""
+
+Unit = tuple[list[UnitRecord], list[UnitState], list[UnitReject], int]
+"""Records in publish order, touched states (first seen first), rejected changes,
+changes read."""
 
 class Core:
     def __init__(self, rules_json: bytes) -> None: ...
@@ -17,3 +37,10 @@ class Core:
     def event_span(self) -> tuple[int, int] | None: ...
     def ids(self) -> list[str]: ...
     def __len__(self) -> int: ...
+    # the stream's state agent (native/core/src/shell.rs)
+    def apply_messages(self, messages: list[bytes], now_ms: int, load: Load) -> Unit: ...
+    def sweep_keys(self, opportunity_ids: list[str], now_ms: int, load: Load) -> Unit: ...
+    def next_due(self, opportunity_id: str, now_ms: int) -> int | None: ...
+    def drop_states(self, opportunity_ids: list[str]) -> None: ...
+    def clear(self) -> None: ...
+    def __contains__(self, opportunity_id: str) -> bool: ...

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         description="A table recovery that makes no progress this long makes the worker log "
         "its tasks and exit non-zero, for its supervisor to restart it (0: wait forever).",
     )
+    native_core: bool = Field(
+        default=True,
+        description="Run the state agent on the native rules engine (processor.hygiene_core); "
+        "false: the Python engine. Both store the same states, so a worker can switch.",
+    )
 
     # Weekly hygiene digests
     digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(

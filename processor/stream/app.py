@@ -21,9 +21,11 @@ from processor.stream.changelog import write_through_changelog
 from processor.stream.draining import run_state_agent
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
+from processor.stream.native_state import NativeStateProcessor
 from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.ownership import active_partitions
 from processor.stream.recovery import BulkRecovery, RecoveryTableManager
+from processor.stream.regroup import Regrouping
 from processor.stream.rollups import RollupService
 from processor.stream.state import StateProcessor, Topics
 from processor.stream.topics import TABLE_NAME
@@ -100,15 +102,19 @@ class Worker:
         self.owner_queues = OwnerQueueService(app, settings, self.rules.version, self.actions)
         self.rollups = RollupService(app, settings)
         engine = Engine(self.rules)
-        self.processor = StateProcessor(
-            engine,
-            Topics(topics.alerts, topics.stage_history, topics.commands, topics.dead_letter),
-            settings.partitions,
-            regroupings=[self.owner_queues.regrouping(engine),
-                         self.rollups.regrouping(self.rules)],
-            policy=_alert_policy(settings),
-            persist=write_through_changelog(app),
-        )
+        outputs = Topics(topics.alerts, topics.stage_history, topics.commands,
+                         topics.dead_letter)
+        regroupings: list[Regrouping] = [self.owner_queues.regrouping(engine),
+                                         self.rollups.regrouping(self.rules)]
+        self.processor: StateProcessor | NativeStateProcessor
+        if settings.native_core:
+            self.processor = NativeStateProcessor(
+                self.rules, outputs, settings.partitions, regroupings=regroupings,
+                policy=_alert_policy(settings), persist=write_through_changelog(app))
+        else:
+            self.processor = StateProcessor(
+                engine, outputs, settings.partitions, regroupings=regroupings,
+                policy=_alert_policy(settings), persist=write_through_changelog(app))
         self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
         self.ingest = Ingest(settings, self.mappings)
         self._wire()
@@ -127,6 +133,9 @@ class Worker:
         async def state_agent(stream: Any) -> None:
             # What is queued, handled in units, acked by hand once handled
             # (processor.stream.draining; failures: processor.stream.failures).
+            native = isinstance(processor, NativeStateProcessor)
+            log.info("state agent: the %s rules engine (HYGIENE_NATIVE_CORE=%s)",
+                     "native" if native else "Python", str(native).lower())
             await run_state_agent(stream, app, processor, table, publish,
                                   self.settings.topics.dead_letter)
 

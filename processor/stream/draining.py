@@ -20,18 +20,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from processor.stream import messages, metrics
 from processor.stream.failures import Origin, Publish, handle_or_dead_letter, retried
+from processor.stream.native_state import NativeStateProcessor
 from processor.stream.ownership import still_owns
 from processor.stream.state import StateProcessor
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+Message = messages.ChangeBatch | messages.RawChanges | messages.SweepTick
+Batch = messages.ChangeBatch | messages.RawChanges
 
 MAX_MESSAGES = 32
 """Internal messages taken at once (a change batch carries up to about
@@ -88,7 +92,7 @@ class Unit:
 
     partition: int
     events: list[Any]
-    message: messages.ChangeBatch | messages.SweepTick | None
+    message: Message | None
 
     @property
     def offset(self) -> int:
@@ -96,21 +100,24 @@ class Unit:
         return int(self.events[-1].message.offset)
 
 
-def units(events: list[Any]) -> list[Unit]:
-    """Per partition, in arrival order (which is offset order)."""
+def units(
+    events: list[Any], decode: Callable[[bytes], Message] = messages.decode
+) -> list[Unit]:
+    """Per partition, in arrival order (which is offset order); ``decode``
+    is the processor's (the native one leaves change batches unread)."""
     by_partition: dict[int, list[Any]] = {}
     for event in events:
         by_partition.setdefault(event.message.partition, []).append(event)
     out: list[Unit] = []
     for partition, queued in by_partition.items():
-        run: list[tuple[Any, messages.ChangeBatch]] = []
+        run: list[tuple[Any, Batch]] = []
         for event in queued:
-            decoded: messages.ChangeBatch | messages.SweepTick | None
+            decoded: Message | None
             try:
-                decoded = messages.decode(event.value or b"")
+                decoded = decode(event.value or b"")
             except Exception:  # dead-lettered when handled on its own
                 decoded = None
-            if isinstance(decoded, messages.ChangeBatch):
+            if isinstance(decoded, messages.ChangeBatch | messages.RawChanges):
                 run.append((event, decoded))
                 continue
             out.extend(_merged(partition, run))
@@ -120,20 +127,28 @@ def units(events: list[Any]) -> list[Unit]:
     return out
 
 
-def _merged(partition: int, run: list[tuple[Any, messages.ChangeBatch]]) -> list[Unit]:
+def _merged(partition: int, run: list[tuple[Any, Batch]]) -> list[Unit]:
     if not run:
         return []
     if len(run) == 1:
         event, batch = run[0]
         return [Unit(partition, [event], batch)]
-    changes = [change for _, batch in run for change in batch.changes]
-    return [Unit(partition, [event for event, _ in run], messages.ChangeBatch(changes=changes))]
+    merged: Batch
+    if all(isinstance(batch, messages.RawChanges) for _, batch in run):
+        merged = messages.RawChanges(
+            [m for _, batch in run if isinstance(batch, messages.RawChanges)
+             for m in batch.messages])
+    else:
+        merged = messages.ChangeBatch(changes=[
+            change for _, batch in run if isinstance(batch, messages.ChangeBatch)
+            for change in batch.changes])
+    return [Unit(partition, [event for event, _ in run], merged)]
 
 
 async def run_state_agent(
     stream: Any,
     app: Any,
-    processor: StateProcessor,
+    processor: StateProcessor | NativeStateProcessor,
     table: MutableMapping[bytes, bytes],
     publish: Publish,
     dead_letter_topic: str,
@@ -152,18 +167,17 @@ async def run_state_agent(
     def ours(topic: str, partition: int) -> bool:
         return not app.should_stop and still_owns(app, topic, partition)
 
-    async def apply(message: messages.ChangeBatch | messages.SweepTick, partition: int,
-                    offset: int) -> None:
-        if isinstance(message, messages.ChangeBatch):
-            await processor.handle_changes(message, partition, table, publish, offset=offset)
-        else:
+    async def apply(message: Message, partition: int, offset: int) -> None:
+        if isinstance(message, messages.SweepTick):
             await processor.handle_sweep(message, partition, table, publish, offset=offset)
+        else:
+            await processor.handle_changes(message, partition, table, publish, offset=offset)
 
-    async def one(event: Any, message: messages.ChangeBatch | messages.SweepTick | None) -> bool:
+    async def one(event: Any, message: Message | None) -> bool:
         origin = origin_of(event)
 
         async def attempt() -> None:
-            decoded = message if message is not None else messages.decode(origin.value)
+            decoded = message if message is not None else processor.decode(origin.value)
             await apply(decoded, origin.partition, origin.offset)
 
         return await handle_or_dead_letter(
@@ -194,7 +208,7 @@ async def run_state_agent(
     async for events in drained(manual.events()):
         moved: set[int] = set()
         handled: list[Any] = []
-        for unit in units(events):
+        for unit in units(events, processor.decode):
             if unit.partition in moved:
                 continue  # its earlier unit was left unacked: so is the rest
             metrics.STATE_UNIT_MESSAGES.observe(len(unit.events))

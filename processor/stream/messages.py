@@ -7,6 +7,7 @@ crosses a process boundary like any other record.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import orjson
@@ -48,3 +49,38 @@ def encode_sweep(at_ms: int) -> bytes:
 
 def decode(raw: bytes) -> ChangeBatch | SweepTick:
     return _ADAPTER.validate_json(raw)
+
+
+_CHANGES_PREFIX = b'{"kind":"changes","changes":['
+
+
+@dataclass(frozen=True)
+class RawChanges:
+    """Change batches as the bytes that came off the topic, for the native
+    core, which reads them itself: no pydantic model per change."""
+
+    messages: list[bytes]
+
+
+def decode_raw(raw: bytes) -> RawChanges | SweepTick:
+    """``decode`` for the native state processor: a batch as written by
+    ``encode_change_bytes`` is passed on unread (a malformed one fails in the
+    core, and is dead-lettered on its own like one that does not decode);
+    anything else is validated, a batch written otherwise re-encoded."""
+    if raw.startswith(_CHANGES_PREFIX):
+        return RawChanges([raw])
+    decoded = decode(raw)
+    if isinstance(decoded, ChangeBatch):
+        return RawChanges([encode_changes(decoded.changes)])
+    return decoded
+
+
+def as_change_batch(raw: RawChanges) -> ChangeBatch:
+    """The models of a ``RawChanges`` (the Python engine needs them)."""
+    changes: list[OpportunityChange] = []
+    for message in raw.messages:
+        decoded = decode(message)
+        if not isinstance(decoded, ChangeBatch):
+            raise ValueError(f"not a change batch: {decoded.kind}")
+        changes.extend(decoded.changes)
+    return ChangeBatch(changes=changes)

@@ -139,17 +139,28 @@ class Outbox:
         self, state: OpportunityState, before: list[Membership | None], now_ms: int
     ) -> None:
         at_ms = max(now_ms, state.high_water_ms)
-        memberships: list[Membership | None] = []
-        for regrouping, old in zip(self.regroupings, before, strict=True):
-            new = regrouping.membership(state)
-            memberships.append(new)
-            render = partial(regrouping.render, state, at_ms)
-            for group, payload in moves(old, new, render):
+        memberships = [r.membership(state) for r in self.regroupings]
+        self.record(state.opportunity_id, before, memberships, at_ms,
+                    lambda regrouping: regrouping.render(state, at_ms))
+        state.memo.memberships = (self.regroupings, memberships)
+
+    def record(
+        self,
+        member: str,
+        before: Sequence[Membership | None],
+        after: Sequence[Membership | None],
+        at_ms: int,
+        render: Callable[[Regrouping], Payload | None],
+    ) -> None:
+        """The updates turning ``before`` into ``after`` (one membership per
+        regrouping); ``render(regrouping)`` is asked only for an entry to
+        send (the native processor parses a whole state only then)."""
+        for regrouping, old, new in zip(self.regroupings, before, after, strict=True):
+            for group, payload in moves(old, new, partial(render, regrouping)):
                 self.pending.setdefault((regrouping.topic, group), []).append({
-                    "member": state.opportunity_id, "version": self.version,
+                    "member": member, "version": self.version,
                     "at_ms": at_ms, "payload": payload,
                 })
-        state.memo.memberships = (self.regroupings, memberships)
 
     def messages(self) -> list[tuple[str, bytes, bytes]]:
         return [

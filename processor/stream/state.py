@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from processor.core.engine import Engine
 from processor.core.outcome import Outcome
-from processor.stream import metrics
+from processor.stream import messages, metrics
 from processor.stream.changelog import Persist, write_mapping
-from processor.stream.messages import ChangeBatch, SweepTick
+from processor.stream.messages import ChangeBatch, RawChanges, SweepTick
 from processor.stream.regroup import Outbox, Regrouping
 from processor.stream.routing import Partitioner
 from processor.stream.store_items import Item, partitioned_items
@@ -136,13 +136,19 @@ class StateProcessor:
         self.index.forget()
         self.cache.clear()
 
+    @staticmethod
+    def decode(raw: bytes) -> ChangeBatch | SweepTick:
+        """How the state agent reads a ``hygiene.changes`` message for this
+        processor: validated into models."""
+        return messages.decode(raw)
+
     def _load(self, key: bytes, table: MutableMapping[bytes, bytes]) -> OpportunityState | None:
         state = self.cache.get(key)
         return state if state is not None else load_state(table.get(key))
 
     async def handle_changes(
         self,
-        batch: ChangeBatch,
+        batch: ChangeBatch | RawChanges,
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
@@ -151,6 +157,8 @@ class StateProcessor:
     ) -> None:
         """``offset``: the batch's position in its partition, the version of
         the regrouped entries it produces (see ``processor.stream.regroup``)."""
+        if isinstance(batch, RawChanges):
+            batch = messages.as_change_batch(batch)
         by_opportunity: dict[str, list[OpportunityChange]] = {}
         for change in batch.changes:
             by_opportunity.setdefault(change.opportunity_id, []).append(change)

@@ -16,6 +16,7 @@ from processor.alerts.shell import AlertPolicy
 from processor.core.engine import Engine
 from processor.rules import default_rules
 from processor.stream import messages
+from processor.stream.native_state import NativeStateProcessor
 from processor.stream.state import StateProcessor, Topics
 from schemas import OpportunityChange
 from tests.alerts.policy_support import rules as policy_rules
@@ -55,15 +56,18 @@ def without_next_step(opp: str) -> OpportunityChange:
     return change(0, opp=opp, event_id=f"ev-{opp}", **fields)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
 def test_alerts_pass_the_policy_once_per_batch_and_a_failed_publish_releases_them(
-    redis_url: str,
+    redis_url: str, native: bool,
 ) -> None:
     prefix = f"t:state:{uuid.uuid4().hex[:8]}:"
 
     async def scenario() -> None:
         client: Redis = Redis.from_url(redis_url, decode_responses=True)
         policy = AlertPolicy(client, policy_rules(min_severity="info"), prefix)
-        processor = StateProcessor(Engine(default_rules()), TOPICS, 4, policy=policy)
+        processor: StateProcessor | NativeStateProcessor = (
+            NativeStateProcessor(default_rules(), TOPICS, 4, policy=policy) if native
+            else StateProcessor(Engine(default_rules()), TOPICS, 4, policy=policy))
         table: dict[bytes, bytes] = {}
         broker = Broker()
         alerting = batch(without_next_step("006A"), without_next_step("006B"))

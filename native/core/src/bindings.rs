@@ -4,9 +4,9 @@
 use crate::engine::{Change, Engine, Outcome};
 use crate::rules::RuleSet;
 use crate::state::OpportunityState;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::names::Name;
 use hygiene_decode::detect;
@@ -220,8 +220,7 @@ impl Core {
         let Some(state) = self.states.get(opportunity_id) else {
             return Ok(None);
         };
-        let raw = serde_json::to_vec(&crate::stored::dump(state))
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let raw = crate::stored::dump(state);
         Ok(Some(PyBytes::new(py, &raw).unbind()))
     }
 
@@ -248,4 +247,146 @@ impl Core {
     fn __len__(&self) -> usize {
         self.states.len()
     }
+
+    // ---- the stream's state agent (src/shell.rs) ---------------------------
+
+    /// Applies the changes of `hygiene.changes` messages (change batches, as
+    /// the bytes came off the topic) in one call; states not held are read
+    /// with `load(key) -> stored bytes | None`. Returns `shell::Unit` as
+    /// (records, states, rejects): see `hygiene_core.pyi`.
+    fn apply_messages<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: Vec<Bound<'py, PyBytes>>,
+        now_ms: i64,
+        load: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let raw: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+        let changes = crate::shell::split(&raw).map_err(PyValueError::new_err)?;
+        let mut loader = loader(py, &load);
+        let unit = crate::shell::apply_changes(
+            &self.engine,
+            &mut self.states,
+            changes,
+            now_ms,
+            &mut loader,
+        )?;
+        unit_tuple(py, unit)
+    }
+
+    /// `Engine.sweep` at `now_ms` of the states of `opportunity_ids` (read
+    /// with `load` when not held, skipped when not stored); same result as
+    /// `apply_messages`.
+    fn sweep_keys<'py>(
+        &mut self,
+        py: Python<'py>,
+        opportunity_ids: Vec<String>,
+        now_ms: i64,
+        load: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let mut loader = loader(py, &load);
+        let unit = crate::shell::sweep(
+            &self.engine,
+            &mut self.states,
+            &opportunity_ids,
+            now_ms,
+            &mut loader,
+        )?
+        .map_err(PyRuntimeError::new_err)?;
+        unit_tuple(py, unit)
+    }
+
+    /// `Engine.next_due(state, now_ms)` of a held state (None when none is
+    /// held, or when no sweep will need it).
+    fn next_due(&self, opportunity_id: &str, now_ms: i64) -> Option<i64> {
+        let state = self.states.get(opportunity_id)?;
+        crate::shell::next_due(&self.engine, state, now_ms)
+    }
+
+    /// Forgets the states of `opportunity_ids` (a unit whose outputs were
+    /// not all sent: the table still holds the states before it).
+    fn drop_states(&mut self, opportunity_ids: Vec<String>) {
+        for id in opportunity_ids {
+            self.states.shift_remove(&id);
+        }
+    }
+
+    /// Forgets every state (partitions were revoked, or memory is bounded).
+    fn clear(&mut self) {
+        self.states = Default::default();
+    }
+
+    fn __contains__(&self, opportunity_id: &str) -> bool {
+        self.states.contains_key(opportunity_id)
+    }
+}
+
+fn loader<'a, 'py>(
+    py: Python<'py>,
+    load: &'a Bound<'py, PyAny>,
+) -> impl FnMut(&str) -> PyResult<Option<OpportunityState>> + 'a
+where
+    'py: 'a,
+{
+    move |id: &str| {
+        let raw = load.call1((PyBytes::new(py, id.as_bytes()),))?;
+        if raw.is_none() {
+            return Ok(None);
+        }
+        let raw = raw.downcast::<PyBytes>()?;
+        let data: serde_json::Value = serde_json::from_slice(raw.as_bytes())
+            .map_err(|e| PyValueError::new_err(format!("stored state of {id}: {e}")))?;
+        crate::stored::load(&data)
+            .map(Some)
+            .map_err(|e| PyValueError::new_err(format!("stored state of {id}: {e}")))
+    }
+}
+
+fn unit_tuple(py: Python<'_>, unit: crate::shell::Unit) -> PyResult<Bound<'_, PyTuple>> {
+    let keys: Vec<Bound<'_, PyBytes>> = unit
+        .touched
+        .iter()
+        .map(|t| PyBytes::new(py, t.opportunity_id.as_bytes()))
+        .collect();
+    let records = PyList::new(
+        py,
+        unit.records
+            .iter()
+            .map(|(kind, at, raw)| (*kind, keys[*at].clone(), PyBytes::new(py, raw))),
+    )?;
+    let states = PyList::new(
+        py,
+        unit.touched.iter().zip(&keys).map(|(t, key)| {
+            (
+                key.clone(),
+                PyBytes::new(py, &t.stored),
+                PyBytes::new(py, &t.light),
+                t.origin as u8,
+                t.next_due,
+                t.before.as_ref().map(|b| PyBytes::new(py, b)),
+            )
+        }),
+    )?;
+    let rejects = PyList::new(
+        py,
+        unit.rejects.iter().map(|r| {
+            (
+                r.opportunity_id
+                    .as_ref()
+                    .map(|id| PyBytes::new(py, id.as_bytes())),
+                PyBytes::new(py, &r.raw),
+                r.why.as_str(),
+            )
+        }),
+    )?;
+    let changes = unit.changes.into_pyobject(py)?;
+    PyTuple::new(
+        py,
+        [
+            records.into_any(),
+            states.into_any(),
+            rejects.into_any(),
+            changes.into_any(),
+        ],
+    )
 }

@@ -11,6 +11,7 @@ pub mod junk;
 pub mod names;
 pub mod pyvalue;
 pub mod rules;
+pub mod shell;
 pub mod state;
 pub mod stored;
 pub mod timeline;

@@ -43,6 +43,9 @@ pub struct OpportunityState {
     pub gap_stamp: i64,
     pub full_stamp: i64,
     pub merged_into: Option<String>,
+    /// When a sweep next needs the state: set by the stream when it stores
+    /// the state (`shell::next_due`), carried through the stored form.
+    pub next_due_ms: Option<i64>,
     pub open_alerts: Keyed<i64>,
     pub memo: Memo,
 }

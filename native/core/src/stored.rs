@@ -6,114 +6,191 @@
 
 use crate::names::Name;
 use crate::state::{Fields, Observation, OpportunityState};
-use serde_json::{json, Map, Value};
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 fn base_of(state: &OpportunityState) -> i64 {
     state.timeline.first().map_or(0, |o| o.stamp)
 }
 
-fn fields_json(fields: &Fields) -> Value {
-    let mut map = Map::with_capacity(fields.len());
-    for (name, value) in fields {
-        map.insert(name.as_str().to_owned(), value.clone());
+// The stored form is written straight from the state (serde over borrowed
+// data): building a `Value` tree first cloned every field value, and the
+// stream writes each touched state once per unit of work.
+
+struct FieldsOut<'a>(&'a Fields);
+
+impl Serialize for FieldsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name.as_str(), value)?;
+        }
+        map.end()
     }
-    Value::Object(map)
 }
 
-fn pack_timeline(state: &OpportunityState) -> Value {
-    let base = base_of(state);
-    let mut previous = base;
-    let opportunity_id = state.opportunity_id.as_str();
-    let mut packed = Vec::with_capacity(state.timeline.len());
-    for observation in &state.timeline {
-        let delta = observation.stamp - previous;
-        previous = observation.stamp;
-        let values = fields_json(&observation.values);
-        let event_id = observation.event_id.as_str();
-        packed.push(if event_id.is_empty() {
-            json!([delta, values])
-        } else if let Some((before, after)) = (!opportunity_id.is_empty())
+/// One observation: `[delta, values]`, `[delta, [before, after], values]`
+/// (the opportunity id cut out of its event id) or `[delta, id, values]`.
+struct ObservationOut<'a> {
+    delta: i64,
+    observation: &'a Observation,
+    opportunity_id: &'a str,
+}
+
+impl Serialize for ObservationOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event_id = self.observation.event_id.as_str();
+        let values = FieldsOut(&self.observation.values);
+        if event_id.is_empty() {
+            return (self.delta, values).serialize(serializer);
+        }
+        let opportunity_id = self.opportunity_id;
+        match (!opportunity_id.is_empty())
             .then(|| event_id.split_once(opportunity_id))
             .flatten()
         {
-            json!([delta, [before, after], values])
-        } else {
-            json!([delta, event_id, values])
-        });
+            Some((before, after)) => (self.delta, [before, after], values).serialize(serializer),
+            None => (self.delta, event_id, values).serialize(serializer),
+        }
     }
-    json!({"base": base, "obs": packed})
+}
+
+struct ObservationsOut<'a>(&'a OpportunityState);
+
+impl Serialize for ObservationsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        let mut seq = serializer.serialize_seq(Some(state.timeline.len()))?;
+        let mut previous = base_of(state);
+        for observation in &state.timeline {
+            seq.serialize_element(&ObservationOut {
+                delta: observation.stamp - previous,
+                observation,
+                opportunity_id: &state.opportunity_id,
+            })?;
+            previous = observation.stamp;
+        }
+        seq.end()
+    }
+}
+
+struct TimelineOut<'a>(&'a OpportunityState);
+
+impl Serialize for TimelineOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("base", &base_of(self.0))?;
+        map.serialize_entry("obs", &ObservationsOut(self.0))?;
+        map.end()
+    }
 }
 
 /// Field stamps grouped by stamp, relative to the timeline's first stamp.
-fn pack_stamps(state: &OpportunityState) -> Value {
-    let base = base_of(state);
-    let mut grouped = Map::new();
-    for (name, stamp) in &state.stamps {
-        let key = (stamp - base).to_string();
-        match grouped.get_mut(&key) {
-            Some(Value::Array(names)) => names.push(Value::from(name.as_str())),
-            _ => {
-                grouped.insert(key, json!([name.as_str()]));
-            }
+struct StampsOut<'a>(&'a OpportunityState);
+
+impl Serialize for StampsOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let base = base_of(self.0);
+        let mut grouped: IndexMap<i64, Vec<&str>, FxBuildHasher> = IndexMap::default();
+        for (name, stamp) in &self.0.stamps {
+            grouped.entry(stamp - base).or_default().push(name.as_str());
         }
+        let mut map = serializer.serialize_map(Some(grouped.len()))?;
+        for (stamp, names) in &grouped {
+            map.serialize_entry(&stamp.to_string(), names)?;
+        }
+        map.end()
     }
-    Value::Object(grouped)
 }
 
-/// What `state_to_json` writes: every attribute that differs from its default.
-pub fn dump(state: &OpportunityState) -> Value {
-    let mut out = Map::new();
-    out.insert(
-        "opportunity_id".into(),
-        Value::from(state.opportunity_id.as_str()),
-    );
-    if !state.fields.is_empty() {
-        out.insert("fields".into(), fields_json(&state.fields));
-    }
-    if !state.stamps.is_empty() {
-        out.insert("stamps".into(), pack_stamps(state));
-    }
-    if !state.timeline.is_empty() {
-        out.insert("timeline".into(), pack_timeline(state));
-    }
-    if !state.base.is_empty() {
-        out.insert("base".into(), fields_json(&state.base));
-    }
-    let mut int = |key: &str, value: i64| {
-        if value != 0 {
-            out.insert(key.into(), Value::from(value));
+struct StateOut<'a>(&'a OpportunityState);
+
+impl Serialize for StateOut<'_> {
+    /// In the model's field order, every attribute that differs from its
+    /// default, as `state_to_json` writes them (the bytes, not only the
+    /// values, are the Python engine's).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let state = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("opportunity_id", &state.opportunity_id)?;
+        if !state.fields.is_empty() {
+            map.serialize_entry("fields", &FieldsOut(&state.fields))?;
         }
-    };
-    int("base_stamp", state.base_stamp);
-    int("close_pushes", state.close_pushes);
-    int("close_slip_days", state.close_slip_days);
-    int("high_water_ms", state.high_water_ms);
-    int("gap_stamp", state.gap_stamp);
-    int("full_stamp", state.full_stamp);
-    for (key, value) in [
-        ("stage_entered_ms", state.stage_entered_ms),
-        ("last_activity_ms", state.last_activity_ms),
-        ("created_ms", state.created_ms),
-    ] {
-        if let Some(value) = value {
-            out.insert(key.into(), Value::from(value));
+        if !state.stamps.is_empty() {
+            map.serialize_entry("stamps", &StampsOut(state))?;
         }
+        if !state.timeline.is_empty() {
+            map.serialize_entry("timeline", &TimelineOut(state))?;
+        }
+        if !state.base.is_empty() {
+            map.serialize_entry("base", &FieldsOut(&state.base))?;
+        }
+        let ints = [
+            ("base_stamp", Some(state.base_stamp).filter(|v| *v != 0)),
+            ("stage_entered_ms", state.stage_entered_ms),
+            ("close_pushes", Some(state.close_pushes).filter(|v| *v != 0)),
+            (
+                "close_slip_days",
+                Some(state.close_slip_days).filter(|v| *v != 0),
+            ),
+            ("last_activity_ms", state.last_activity_ms),
+        ];
+        for (key, value) in ints {
+            if let Some(value) = value {
+                map.serialize_entry(key, &value)?;
+            }
+        }
+        if !state.contacts.is_empty() {
+            map.serialize_entry("contacts", &state.contacts)?;
+        }
+        let ints = [
+            ("created_ms", state.created_ms),
+            (
+                "high_water_ms",
+                Some(state.high_water_ms).filter(|v| *v != 0),
+            ),
+            ("gap_stamp", Some(state.gap_stamp).filter(|v| *v != 0)),
+            ("full_stamp", Some(state.full_stamp).filter(|v| *v != 0)),
+        ];
+        for (key, value) in ints {
+            if let Some(value) = value {
+                map.serialize_entry(key, &value)?;
+            }
+        }
+        if let Some(into) = &state.merged_into {
+            map.serialize_entry("merged_into", into)?;
+        }
+        if let Some(due) = state.next_due_ms {
+            map.serialize_entry("next_due_ms", &due)?;
+        }
+        if !state.open_alerts.is_empty() {
+            map.serialize_entry("open_alerts", &state.open_alerts)?;
+        }
+        map.end()
     }
-    if !state.contacts.is_empty() {
-        out.insert("contacts".into(), json!(state.contacts));
-    }
-    if let Some(into) = &state.merged_into {
-        out.insert("merged_into".into(), Value::from(into.as_str()));
-    }
-    if !state.open_alerts.is_empty() {
-        let alerts: Map<String, Value> = state
-            .open_alerts
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(*v)))
-            .collect();
-        out.insert("open_alerts".into(), Value::Object(alerts));
-    }
-    Value::Object(out)
+}
+
+/// What `state_to_json` writes.
+pub fn dump(state: &OpportunityState) -> Vec<u8> {
+    serde_json::to_vec(&StateOut(state)).expect("a state serializes")
+}
+
+/// What the stream's regroupings read of a state (`shell::light`):
+/// `{"fields", "open_alerts", "merged_into", "high_water_ms"}`.
+pub fn light(state: &OpportunityState) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut serializer = serde_json::Serializer::new(&mut out);
+    let mut map = serializer.serialize_map(Some(4)).expect("writes to a Vec");
+    map.serialize_entry("fields", &FieldsOut(&state.fields))
+        .and_then(|()| map.serialize_entry("open_alerts", &state.open_alerts))
+        .and_then(|()| map.serialize_entry("merged_into", &state.merged_into))
+        .and_then(|()| map.serialize_entry("high_water_ms", &state.high_water_ms))
+        .and_then(|()| SerializeMap::end(map))
+        .expect("a state serializes");
+    out
 }
 
 fn fields_of(value: Option<&Value>) -> Result<Fields, String> {
@@ -243,6 +320,7 @@ pub fn load(data: &Value) -> Result<OpportunityState, String> {
         .get("merged_into")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    state.next_due_ms = int(object.get("next_due_ms"))?;
     if let Some(Value::Object(alerts)) = object.get("open_alerts") {
         for (rule, opened) in alerts {
             state

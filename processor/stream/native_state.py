@@ -1,0 +1,308 @@
+"""The state agent's work on the native engine (``processor.hygiene_core``).
+
+Does what ``processor.stream.state.StateProcessor`` does, with the same
+published records, stored bytes and regroup messages (``tests/stream``
+holds the two equal), at a fraction of the cost: a unit's messages go to
+the core as the bytes that came off the topic, in one call, and its records
+come back as the JSON that is published; no change becomes a Python object.
+
+States live in the core, loaded from the table (``table.get``) when it does
+not hold them, and written back in their stored form (``state_to_json``,
+with ``next_due_ms``), so the table stays what the Python engine, the HTTP
+API and recovery read. As in the Python processor, outputs are published
+and acknowledged before states are written, and a unit that fails drops
+what the core holds for its keys, so the core never holds what the table
+does not.
+
+Regroupings need each touched opportunity's membership before and after:
+the core returns a light form (fields, open alerts, merge, latest event)
+from which membership is computed; the whole stored state is parsed only to
+render an entry whose membership changed. Memberships are remembered per
+key beside the core's states.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, MutableMapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+from pydantic import Field, TypeAdapter
+
+from processor.rules.config import RuleSet
+from processor.rules.export import native_rules
+from processor.stream import messages, metrics
+from processor.stream.changelog import Persist, write_mapping
+from processor.stream.messages import ChangeBatch, RawChanges, SweepTick
+from processor.stream.regroup import Membership, Outbox, Payload, Regrouping
+from processor.stream.routing import Partitioner
+from processor.stream.state import PartitionIndex, Publish, StateProcessor, Topics
+from processor.stream.store_items import partitioned_items
+from schemas import AlertRecord, DeadLetter, OpportunityState
+from schemas.state import state_from_json, unpack
+
+if TYPE_CHECKING:
+    from processor.alerts.shell import AlertPolicy
+    from processor.hygiene_core import Unit
+
+log = logging.getLogger(__name__)
+
+Out = list[tuple[str, bytes | None, bytes]]
+
+_ALERT, _HISTORY, _COMMAND = 0, 1, 2
+_LOADED = 1
+_ALERTS: TypeAdapter[AlertRecord] = TypeAdapter(
+    Annotated[AlertRecord, Field(discriminator="kind")])
+
+
+_BLANK = OpportunityState(opportunity_id="")
+
+
+def light_state(opportunity_id: bytes, light: bytes) -> OpportunityState:
+    """A state with only what membership reads (``shell::light``): copied
+    from a blank one without validation (``model_construct`` inspects the
+    defaults' factories per call: 100 times slower), never stored or
+    evaluated."""
+    data = orjson.loads(light)
+    data["opportunity_id"] = opportunity_id.decode()
+    return _BLANK.model_copy(update=data)
+
+
+class NativeStateProcessor:
+    CACHE_LIMIT = StateProcessor.CACHE_LIMIT
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        topics: Topics,
+        partitions: int,
+        regroupings: Sequence[Regrouping] = (),
+        policy: AlertPolicy | None = None,
+        persist: Persist = write_mapping,
+    ) -> None:
+        from processor.hygiene_core import Core
+
+        self.core = Core(native_rules(rules))
+        self.topics = topics
+        self.regroupings = regroupings
+        self.policy = policy
+        self.persist = persist
+        self.index = PartitionIndex(Partitioner(partitions))
+        self.memberships: dict[bytes, tuple[bytes, list[Membership | None]]] = {}
+        """Per key the core holds: its light form and memberships as last
+        stored (compared, so an unchanged light form costs no membership)."""
+
+    def forget(self) -> None:
+        """Partitions were revoked: what we know may be stale elsewhere."""
+        self.index.forget()
+        self.core.clear()
+        self.memberships.clear()
+
+    @staticmethod
+    def decode(raw: bytes) -> RawChanges | SweepTick:
+        """How the state agent reads a ``hygiene.changes`` message for this
+        processor: change batches stay bytes, for the core to read."""
+        return messages.decode_raw(raw)
+
+    def _bound(self) -> None:
+        # As the Python processor's cache: cleared whole when full.
+        if len(self.core) >= self.CACHE_LIMIT:
+            self.core.clear()
+            self.memberships.clear()
+
+    def _drop(self, keys: list[bytes]) -> None:
+        self.core.drop_states([key.decode() for key in keys])
+        for key in keys:
+            self.memberships.pop(key, None)
+
+    async def handle_changes(
+        self,
+        batch: ChangeBatch | RawChanges,
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+        *,
+        offset: int = 0,
+    ) -> None:
+        """``offset``: the batch's position in its partition, the version of
+        the regrouped entries it produces (see ``processor.stream.regroup``)."""
+        raw = batch.messages if isinstance(batch, RawChanges) else [
+            messages.encode_changes(batch.changes)]
+        self._bound()
+        # On an error the core drops what this call touched itself.
+        unit = self.core.apply_messages(raw, 0, table.get)
+        metrics.CHANGES_APPLIED.inc(unit[3])
+        await self._handle(unit, partition, table, publish, offset=offset, now_ms=0)
+
+    async def handle_sweep(
+        self,
+        tick: SweepTick,
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+        *,
+        offset: int = 0,
+    ) -> None:
+        now = tick.at_ms
+        index = self.index.for_partition(partition, lambda: partitioned_items(table))
+        due = [key.decode() for key, at in index.items() if at is not None and at <= now]
+        self._bound()
+        unit = self.core.sweep_keys(due, now, table.get)
+        metrics.SWEEPS.inc()
+        await self._handle(unit, partition, table, publish, offset=offset, now_ms=now)
+
+    async def _handle(
+        self,
+        unit: Unit,
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+        *,
+        offset: int,
+        now_ms: int,
+    ) -> None:
+        records, states, rejects, _ = unit
+        try:
+            out: Out = []
+            held = self._collect(records, out)
+            for key, raw, why in rejects:
+                out.append(self._dead_letter(key, raw, why, partition))
+            if self.regroupings:
+                out.extend(self._regroup(states, table, offset, now_ms))
+            await self._finish(out, held, states, partition, table, publish)
+        except BaseException:
+            self._drop([state[0] for state in states])
+            raise
+
+    def _collect(self, records: list[tuple[int, bytes, bytes]], out: Out) -> list[AlertRecord]:
+        """Appends the records to ``out`` in order; alerts are held back
+        instead (validated into models) when a policy decides them."""
+        topics = self.topics
+        held: list[AlertRecord] = []
+        history = commands = 0
+        for kind, key, value in records:
+            if kind == _ALERT:
+                if self.policy is not None:
+                    held.append(_ALERTS.validate_json(value))
+                else:
+                    alert = orjson.loads(value)
+                    self._alert_out(key, value, alert["kind"], alert["rule_id"], out)
+            elif kind == _HISTORY:
+                out.append((topics.stage_history, key, value))
+                history += 1
+            else:
+                out.append((topics.commands, key, value))
+                commands += 1
+        # Most units have few; a counter increment takes a lock.
+        if history:
+            metrics.STAGE_HISTORY.inc(history)
+        if commands:
+            metrics.COMMANDS.inc(commands)
+        return held
+
+    def _alert_out(self, key: bytes, value: bytes, kind: str, rule_id: str, out: Out) -> None:
+        out.append((self.topics.alerts, key, value))
+        counter = metrics.ALERTS if kind == "alert" else metrics.RESOLUTIONS
+        counter.labels(rule=rule_id).inc()
+
+    def _regroup(
+        self,
+        states: list[tuple[bytes, bytes, bytes, int, int | None, bytes | None]],
+        table: MutableMapping[bytes, bytes],
+        offset: int,
+        now_ms: int,
+    ) -> list[tuple[str, bytes, bytes]]:
+        """The regroup messages of the unit; memberships of the touched
+        states are computed from their light forms (only when one differs
+        from the one remembered) and kept for the next unit."""
+        outbox = Outbox(self.regroupings, offset)
+        regroupings = self.regroupings
+        remembered = self.memberships
+        for key, stored, light, origin, _, loaded in states:
+            held = remembered.get(key)
+            if held is not None:
+                old_light, before = held
+            elif origin == _LOADED and loaded is not None:
+                old_light = loaded
+                before = [r.membership(light_state(key, loaded)) for r in regroupings]
+            else:
+                # A new opportunity (not stored: nothing) or, should the two
+                # ever part, a state the core holds without a remembered
+                # membership: computed from the table, not yet written.
+                old_light = b""
+                raw = table.get(key)
+                full = None if raw is None else state_from_json(raw)
+                before = [None if full is None else r.membership(full) for r in regroupings]
+            if light == old_light:
+                after = before
+            else:
+                state = light_state(key, light)
+                after = [r.membership(state) for r in regroupings]
+                if after != before:
+                    outbox.record(key.decode(), before, after, max(now_ms, state.high_water_ms),
+                                  _renderer(stored, max(now_ms, state.high_water_ms)))
+            remembered[key] = (light, after)
+        return outbox.messages()
+
+    async def _finish(
+        self,
+        out: Out,
+        held: list[AlertRecord],
+        states: list[tuple[bytes, bytes, bytes, int, int | None, bytes | None]],
+        partition: int,
+        table: MutableMapping[bytes, bytes],
+        publish: Publish,
+    ) -> None:
+        """As ``StateProcessor._finish``: publishes (held alerts as the
+        policy decides), waits for the acks, then stores the states."""
+        decided = None
+        if held and self.policy is not None:
+            decided = await self.policy.decide(held)
+            for record in decided.records:
+                self._alert_out(record.opportunity_id.encode(),
+                                record.model_dump_json().encode(), record.kind,
+                                record.rule_id, out)
+        if out:
+            try:
+                await publish(out)
+            except BaseException:
+                if decided is not None:
+                    await decided.release()
+                raise
+        await self.persist(table, {key: stored for key, stored, *_ in states}, partition)
+        index = self.index
+        for key, _, _, _, due, _ in states:
+            index.set(partition, key, due)
+
+    def _dead_letter(
+        self, key: bytes | None, raw: bytes, why: str, partition: int
+    ) -> tuple[str, bytes | None, bytes]:
+        """A change the core could not read, or failed on (the rest of the
+        unit went on), as ``StateProcessor._dead_letter`` sends it."""
+        log.error("native core rejected a change of %r: %s", key, why)
+        record = DeadLetter.of(
+            "processing_error", why[:2000], source="hygiene.changes", original=raw,
+            received_at=datetime.now(UTC), key=key, partition=partition)
+        metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
+        return self.topics.dead_letter, key, record.model_dump_json().encode()
+
+
+def whole_state(stored: bytes) -> OpportunityState:
+    """The core's stored form as a state, without validation (the core
+    wrote it; ``state_from_json`` validates at 3-4 times the cost)."""
+    data = unpack(orjson.loads(stored))
+    return _BLANK.model_copy(update=data)
+
+
+def _renderer(stored: bytes, at_ms: int) -> Callable[[Regrouping], Payload | None]:
+    """Renders from the whole state, parsed once and only if asked."""
+    parsed: list[OpportunityState] = []
+
+    def render(regrouping: Regrouping) -> Payload | None:
+        if not parsed:
+            parsed.append(whole_state(stored))
+        return regrouping.render(parsed[0], at_ms)
+
+    return render
