@@ -11,10 +11,11 @@ Load = Callable[[bytes], bytes | None]
 UnitRecord = tuple[int, bytes, bytes]
 """(0 alert or resolution | 1 stage history | 2 command, opportunity id, the record's JSON)."""
 
-UnitState = tuple[bytes, bytes, bytes, int, int | None, bytes | None]
+UnitState = tuple[bytes, bytes, bytes, int, int | None, bytes | None, int]
 """(opportunity id, stored form with next_due_ms, light form, origin: 0 held | 1 loaded |
-2 new, next_due_ms, light form as loaded (origin 1) else None). The light form is
-{"fields", "open_alerts", "merged_into", "high_water_ms"}: what regroupings read."""
+2 new, next_due_ms, light form as loaded (origin 1) else None, high_water_ms). The light
+form is {"fields", "open_alerts", "merged_into", "high_water_ms"}: what regroupings read;
+after ``set_light_fields``, only those fields and no "high_water_ms"."""
 
 UnitReject = tuple[bytes | None, bytes, str]
 """(opportunity id if readable, the change's JSON, why)."""
@@ -43,4 +44,5 @@ class Core:
     def next_due(self, opportunity_id: str, now_ms: int) -> int | None: ...
     def drop_states(self, opportunity_ids: list[str]) -> None: ...
     def clear(self) -> None: ...
+    def set_light_fields(self, names: list[str]) -> None: ...
     def __contains__(self, opportunity_id: str) -> bool: ...

@@ -52,6 +52,8 @@ _SHOWN = (f.NAME, f.PIPELINE, f.STAGE, f.AMOUNT, f.CURRENCY, f.CLOSE_DATE, f.MAN
 class OwnerQueueRegrouping:
     """Which owner's queue an opportunity is in, and its entry there."""
 
+    fields_read = frozenset((f.OWNER_ID, *_SHOWN))
+
     def __init__(self, engine: Engine, topic: str) -> None:
         self.engine = engine
         self.topic = topic

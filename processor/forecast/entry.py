@@ -77,6 +77,11 @@ def entry_of(
 class RollupRegrouping:
     """Which manager's rollup an opportunity counts in, and its entry there."""
 
+    fields_read = frozenset((f.MANAGER_ID, f.OWNER_ID, f.DELETED, f.CLOSE_DATE, f.PIPELINE,
+                             f.STAGE, f.FORECAST_CATEGORY, f.AMOUNT, f.CURRENCY))
+    """What ``entry_of`` reads (``rules.manager_of``: manager, else the
+    owner's; ``forecast_category``: pipeline, stage, category)."""
+
     def __init__(self, rules: RuleSet, calendar: FiscalCalendar, topic: str) -> None:
         self.rules = rules
         self.calendar = calendar

@@ -45,7 +45,7 @@ from schemas.state import state_from_json, unpack
 
 if TYPE_CHECKING:
     from processor.alerts.shell import AlertPolicy
-    from processor.hygiene_core import Unit
+    from processor.hygiene_core import Unit, UnitState
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ class NativeStateProcessor:
         from processor.hygiene_core import Core
 
         self.core = Core(native_rules(rules))
+        # Light forms hold only what memberships read: a change to anything
+        # else (activities, next steps, MEDDICC fields) then costs none.
+        self.core.set_light_fields(sorted({name for r in regroupings for name in r.fields_read}))
         self.topics = topics
         self.regroupings = regroupings
         self.policy = policy
@@ -209,7 +212,7 @@ class NativeStateProcessor:
 
     def _regroup(
         self,
-        states: list[tuple[bytes, bytes, bytes, int, int | None, bytes | None]],
+        states: list[UnitState],
         table: MutableMapping[bytes, bytes],
         offset: int,
         now_ms: int,
@@ -220,7 +223,7 @@ class NativeStateProcessor:
         outbox = Outbox(self.regroupings, offset)
         regroupings = self.regroupings
         remembered = self.memberships
-        for key, stored, light, origin, _, loaded in states:
+        for key, stored, light, origin, _, loaded, high_water_ms in states:
             held = remembered.get(key)
             if held is not None:
                 old_light, before = held
@@ -241,8 +244,8 @@ class NativeStateProcessor:
                 state = light_state(key, light)
                 after = [r.membership(state) for r in regroupings]
                 if after != before:
-                    outbox.record(key.decode(), before, after, max(now_ms, state.high_water_ms),
-                                  _renderer(stored, max(now_ms, state.high_water_ms)))
+                    at_ms = max(now_ms, high_water_ms)
+                    outbox.record(key.decode(), before, after, at_ms, _renderer(stored, at_ms))
             remembered[key] = (light, after)
         return outbox.messages()
 
@@ -250,7 +253,7 @@ class NativeStateProcessor:
         self,
         out: Out,
         held: list[AlertRecord],
-        states: list[tuple[bytes, bytes, bytes, int, int | None, bytes | None]],
+        states: list[UnitState],
         partition: int,
         table: MutableMapping[bytes, bytes],
         publish: Publish,
@@ -273,7 +276,7 @@ class NativeStateProcessor:
                 raise
         await self.persist(table, {key: stored for key, stored, *_ in states}, partition)
         index = self.index
-        for key, _, _, _, due, _ in states:
+        for key, _, _, _, due, *_ in states:
             index.set(partition, key, due)
 
     def _dead_letter(

@@ -47,6 +47,10 @@ class Regrouping(Protocol):
     """One use of the mechanism (owner queues; manager rollups later)."""
 
     topic: str
+    fields_read: frozenset[str]
+    """Every field ``membership`` reads (besides the state's open alerts and
+    merge): the native state agent skips membership for a change to no
+    other, so a field missing here would leave an entry stale."""
 
     def membership(self, state: OpportunityState) -> Membership | None:
         """None: the opportunity has no entry in any group."""

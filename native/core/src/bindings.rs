@@ -24,6 +24,8 @@ pub struct Core {
     span: Option<(i64, i64)>,
     /// For `feed_many`: the decoders' field mappings and size limit.
     decoder: Option<std::rc::Rc<(Mappings, usize)>>,
+    /// The fields light forms keep (`set_light_fields`); None: all.
+    light_fields: Option<Vec<Name>>,
 }
 
 /// (message index, reason, error) of what `feed_many` could not take.
@@ -128,6 +130,7 @@ impl Core {
             rejects: Vec::new(),
             span: None,
             decoder: None,
+            light_fields: None,
         })
     }
 
@@ -147,6 +150,13 @@ impl Core {
             }
         }
         to_lists(py, &outcome)
+    }
+
+    /// Light forms (`apply_messages`, `sweep_keys`) keep only these fields
+    /// and leave out `high_water_ms`: the fields the shell's regroupings
+    /// read, so a change to any other leaves the light form as it was.
+    fn set_light_fields(&mut self, names: Vec<String>) {
+        self.light_fields = Some(names.iter().map(|n| Name::of(n)).collect());
     }
 
     /// Gives the core the decoders (`hygiene_decode.Decoder`'s arguments),
@@ -266,6 +276,7 @@ impl Core {
         let mut loader = loader(py, &load);
         let unit = crate::shell::apply_changes(
             &self.engine,
+            self.light_fields.as_deref(),
             &mut self.states,
             changes,
             now_ms,
@@ -287,6 +298,7 @@ impl Core {
         let mut loader = loader(py, &load);
         let unit = crate::shell::sweep(
             &self.engine,
+            self.light_fields.as_deref(),
             &mut self.states,
             &opportunity_ids,
             now_ms,
@@ -364,6 +376,7 @@ fn unit_tuple(py: Python<'_>, unit: crate::shell::Unit) -> PyResult<Bound<'_, Py
                 t.origin as u8,
                 t.next_due,
                 t.before.as_ref().map(|b| PyBytes::new(py, b)),
+                t.high_water_ms,
             )
         }),
     )?;

@@ -6,6 +6,7 @@
 //! changes), so no change crosses into Python on its own.
 
 use crate::engine::{Change, Engine, Outcome};
+use crate::names::Name;
 use crate::state::{Keyed, OpportunityState};
 use crate::stored;
 use rustc_hash::FxHashMap;
@@ -41,6 +42,9 @@ pub struct Touched {
     pub next_due: Option<i64>,
     /// `light` as loaded, for an `Origin::Loaded` state.
     pub before: Option<Vec<u8>>,
+    /// The latest event time after the unit (regroup entries are stamped
+    /// with it; a filtered light form leaves it out).
+    pub high_water_ms: i64,
 }
 
 pub struct Reject {
@@ -91,8 +95,8 @@ pub fn next_due(engine: &Engine, state: &OpportunityState, now_ms: i64) -> Optio
 /// What the regroupings' membership functions read, and the time their
 /// entries are stamped with: a small object Python can build a light
 /// `OpportunityState` from without parsing the whole stored form.
-pub fn light(state: &OpportunityState) -> Vec<u8> {
-    stored::light(state)
+pub fn light(state: &OpportunityState, only: Option<&[Name]>) -> Vec<u8> {
+    stored::light(state, only)
 }
 
 /// The messages' changes, each still in its own JSON, checked to be
@@ -131,6 +135,7 @@ fn parse(raw: &[u8]) -> Result<(Change, i64), String> {
 
 struct Run<'e> {
     engine: &'e Engine,
+    only: Option<&'e [Name]>,
     unit: Unit,
     scratch: Outcome,
 }
@@ -149,7 +154,8 @@ impl Run<'_> {
         let entry = &mut self.unit.touched[touched];
         entry.next_due = state.next_due_ms;
         entry.stored = stored::dump(state);
-        entry.light = light(state);
+        entry.light = light(state, self.only);
+        entry.high_water_ms = state.high_water_ms;
     }
 }
 
@@ -163,13 +169,14 @@ fn fetch<E>(
     id: &str,
     load: &mut Load<'_, E>,
     create: bool,
+    only: Option<&[Name]>,
 ) -> Result<Option<Fetched>, E> {
     if let Some(index) = states.get_index_of(id) {
         return Ok(Some((index, Origin::Held, None)));
     }
     let (state, origin, before) = match load(id)? {
         Some(state) => {
-            let before = light(&state);
+            let before = light(&state, only);
             (state, Origin::Loaded, Some(before))
         }
         None if create => (OpportunityState::new(id), Origin::New, None),
@@ -187,6 +194,7 @@ fn fetch<E>(
 /// On an error (the loader's), what this call touched is dropped.
 pub fn apply_changes<E>(
     engine: &Engine,
+    only: Option<&[Name]>,
     states: &mut Keyed<OpportunityState>,
     changes: Vec<Vec<u8>>,
     now_ms: i64,
@@ -194,6 +202,7 @@ pub fn apply_changes<E>(
 ) -> Result<Unit, E> {
     let mut run = Run {
         engine,
+        only,
         unit: Unit::default(),
         scratch: Outcome::default(),
     };
@@ -259,12 +268,13 @@ fn apply_group<E>(
     now_ms: i64,
     load: &mut Load<'_, E>,
 ) -> Result<(), E> {
-    let (mut index, origin, before) = fetch(states, id, load, true)?.expect("created");
+    let (mut index, origin, before) = fetch(states, id, load, true, run.only)?.expect("created");
     let touched = run.unit.touched.len();
     run.unit.touched.push(Touched {
         opportunity_id: id.to_owned(),
         stored: Vec::new(),
         light: Vec::new(),
+        high_water_ms: 0,
         origin,
         next_due: None,
         before,
@@ -311,7 +321,7 @@ fn apply_group<E>(
         run.scratch = Outcome::default();
         // Start again from the state as it was before the unit.
         states.shift_remove(id);
-        index = fetch(states, id, load, true)?.expect("created").0;
+        index = fetch(states, id, load, true, run.only)?.expect("created").0;
     }
     if origin == Origin::New && skipped.len() == group.len() {
         // Nothing was applied to a state never stored: there is none.
@@ -330,6 +340,7 @@ fn apply_group<E>(
 /// touched is dropped.
 pub fn sweep<E>(
     engine: &Engine,
+    only: Option<&[Name]>,
     states: &mut Keyed<OpportunityState>,
     ids: &[String],
     now_ms: i64,
@@ -337,6 +348,7 @@ pub fn sweep<E>(
 ) -> Result<Result<Unit, String>, E> {
     let mut run = Run {
         engine,
+        only,
         unit: Unit::default(),
         scratch: Outcome::default(),
     };
@@ -347,7 +359,7 @@ pub fn sweep<E>(
         states.shift_remove(id);
     };
     for id in ids {
-        let found = match fetch(states, id, load, false) {
+        let found = match fetch(states, id, load, false, run.only) {
             Ok(found) => found,
             Err(e) => {
                 fail(&run, states, id);
@@ -362,6 +374,7 @@ pub fn sweep<E>(
             opportunity_id: id.clone(),
             stored: Vec::new(),
             light: Vec::new(),
+        high_water_ms: 0,
             origin,
             next_due: None,
             before,
@@ -420,7 +433,7 @@ mod tests {
         let mut load = |_: &str| -> Result<Option<OpportunityState>, Infallible> {
             Ok(stored.map(|raw| stored::load(&serde_json::from_slice(raw).unwrap()).unwrap()))
         };
-        let unit = apply_changes(&engine, &mut states, changes, 0, &mut load).unwrap();
+        let unit = apply_changes(&engine, None, &mut states, changes, 0, &mut load).unwrap();
         let dumped = stored::dump(&states["006A"]);
         (unit, dumped)
     }
@@ -461,7 +474,7 @@ mod tests {
         let mut states = Keyed::default();
         let mut load = |_: &str| -> Result<Option<OpportunityState>, Infallible> { Ok(None) };
         let poison = change(POISON, 6, healthy());
-        let unit = apply_changes(&engine, &mut states, vec![poison], 0, &mut load).unwrap();
+        let unit = apply_changes(&engine, None, &mut states, vec![poison], 0, &mut load).unwrap();
         assert_eq!(unit.rejects.len(), 1);
         assert!(unit.touched.is_empty() && unit.records.is_empty() && states.is_empty());
     }

@@ -180,14 +180,32 @@ pub fn dump(state: &OpportunityState) -> Vec<u8> {
 
 /// What the stream's regroupings read of a state (`shell::light`):
 /// `{"fields", "open_alerts", "merged_into", "high_water_ms"}`.
-pub fn light(state: &OpportunityState) -> Vec<u8> {
+/// With `only`, just those fields (in the state's order) and no
+/// `high_water_ms`: what the regroupings read, so that a change to anything
+/// else leaves the light form equal and costs the shell no membership.
+pub fn light(state: &OpportunityState, only: Option<&[Name]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let mut serializer = serde_json::Serializer::new(&mut out);
-    let mut map = serializer.serialize_map(Some(4)).expect("writes to a Vec");
-    map.serialize_entry("fields", &FieldsOut(&state.fields))
+    let mut map = serializer.serialize_map(None).expect("writes to a Vec");
+    let written = match only {
+        None => map.serialize_entry("fields", &FieldsOut(&state.fields)),
+        Some(names) => {
+            let kept: Fields = state
+                .fields
+                .iter()
+                .filter(|(name, _)| names.contains(name))
+                .map(|(name, value)| (*name, value.clone()))
+                .collect();
+            map.serialize_entry("fields", &FieldsOut(&kept))
+        }
+    };
+    written
         .and_then(|()| map.serialize_entry("open_alerts", &state.open_alerts))
         .and_then(|()| map.serialize_entry("merged_into", &state.merged_into))
-        .and_then(|()| map.serialize_entry("high_water_ms", &state.high_water_ms))
+        .and_then(|()| match only {
+            None => map.serialize_entry("high_water_ms", &state.high_water_ms),
+            Some(_) => Ok(()),
+        })
         .and_then(|()| SerializeMap::end(map))
         .expect("a state serializes");
     out

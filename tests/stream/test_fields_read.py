@@ -1,0 +1,47 @@
+"""Each regrouping's ``fields_read`` names every field its membership reads:
+the native state agent computes no membership for a change to any other
+field, so a field missing from it would leave an owner-queue or rollup
+entry stale. Checked by changing every other field of real states."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from processor.alerts.owner_queue import OwnerQueueRegrouping
+from processor.core.engine import Engine
+from processor.forecast.fiscal import FiscalCalendar
+from processor.forecast.entry import RollupRegrouping
+from processor.replay.runner import Replay
+from processor.rules import default_rules
+from processor.simulate import simulate
+from processor.stream.regroup import Regrouping
+
+ODD_VALUES = ("", "x", 0, 1.5, True, None, "2026-02-30", "Closed Won")
+
+
+@pytest.mark.parametrize("which", ["owner_queue", "rollup"])
+def test_fields_outside_fields_read_never_move_a_membership(which: str) -> None:
+    rules = default_rules()
+    regrouping: Regrouping = (
+        OwnerQueueRegrouping(Engine(rules), "t") if which == "owner_queue"
+        else RollupRegrouping(rules, FiscalCalendar(2), "t"))
+    sim = simulate(opportunities=60, days=60, seed=9, fmt="mixed",
+                   start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
+    replay = Replay(rules, received_at=datetime(2026, 6, 1, tzinfo=UTC))
+    for raw in sim.events:
+        replay.feed(raw, "sim")
+    states = list(replay.finish().states.values())
+    names = {name for state in states for name in state.fields} | {"next_step", "probability"}
+    outside = sorted(names - regrouping.fields_read)
+    assert outside, "the traffic has fields no membership reads"
+    counted = 0
+    for state in states:
+        before = regrouping.membership(state)
+        counted += before is not None
+        for name in outside:
+            for value in ODD_VALUES:
+                changed = state.model_copy(update={"fields": {**state.fields, name: value}})
+                assert regrouping.membership(changed) == before, (name, value)
+    assert counted > 10
