@@ -47,6 +47,21 @@ pub struct Touched {
     pub high_water_ms: i64,
 }
 
+impl Touched {
+    /// Filled in by `Run::finish` once the state is done with.
+    fn new(opportunity_id: &str, origin: Origin, before: Option<Vec<u8>>) -> Self {
+        Touched {
+            opportunity_id: opportunity_id.to_owned(),
+            stored: Vec::new(),
+            light: Vec::new(),
+            origin,
+            next_due: None,
+            before,
+            high_water_ms: 0,
+        }
+    }
+}
+
 pub struct Reject {
     pub opportunity_id: Option<String>,
     /// The change's own JSON, as it came in the message.
@@ -270,15 +285,7 @@ fn apply_group<E>(
 ) -> Result<(), E> {
     let (mut index, origin, before) = fetch(states, id, load, true, run.only)?.expect("created");
     let touched = run.unit.touched.len();
-    run.unit.touched.push(Touched {
-        opportunity_id: id.to_owned(),
-        stored: Vec::new(),
-        light: Vec::new(),
-        high_water_ms: 0,
-        origin,
-        next_due: None,
-        before,
-    });
+    run.unit.touched.push(Touched::new(id, origin, before));
     let mark = run.unit.records.len();
     let mut skipped: Vec<usize> = Vec::new();
     loop {
@@ -370,15 +377,7 @@ pub fn sweep<E>(
             continue;
         };
         let touched = run.unit.touched.len();
-        run.unit.touched.push(Touched {
-            opportunity_id: id.clone(),
-            stored: Vec::new(),
-            light: Vec::new(),
-        high_water_ms: 0,
-            origin,
-            next_due: None,
-            before,
-        });
+        run.unit.touched.push(Touched::new(id, origin, before));
         let state = &mut states[index];
         let scratch = &mut run.scratch;
         if let Err(payload) =
