@@ -11,8 +11,8 @@ import pytest
 
 from processor.alerts.owner_queue import OwnerQueueRegrouping
 from processor.core.engine import Engine
-from processor.forecast.fiscal import FiscalCalendar
 from processor.forecast.entry import RollupRegrouping
+from processor.forecast.fiscal import FiscalCalendar
 from processor.replay.runner import Replay
 from processor.rules import default_rules
 from processor.simulate import simulate
