@@ -7,7 +7,8 @@
 2. stores them as the table does (``dump_state`` bytes in a dict keyed by the
    opportunity id's bytes) and clones them with new ids up to each size in
    ``--sizes`` (only the ``opportunity_id`` field differs);
-3. times ``StateProcessor.handle_sweep`` over every partition (one worker
+3. times the state processor's ``handle_sweep`` (``--engine``: the native
+   one the worker runs by default, or the Python one) over every partition (one worker
    owning all ``--partitions``) with a no-op publish: the first sweep after
    assignment (builds the partition index from the table's keys), then a
    second, warm one, each ``--interval`` seconds of event time after the last;
@@ -38,6 +39,7 @@ from processor.replay.runner import Replay
 from processor.rules import default_rules
 from processor.simulate import simulate
 from processor.stream.messages import SweepTick
+from processor.stream.native_state import NativeStateProcessor
 from processor.stream.state import StateProcessor, Topics, dump_state, load_state
 
 HERE = Path(__file__).resolve().parent
@@ -141,7 +143,7 @@ def fill(table: dict[bytes, bytes], states: list[tuple[str, bytes]], size: int) 
 
 
 async def sweep_all(
-    processor: StateProcessor, table: dict[bytes, bytes], partitions: int, at_ms: int
+    processor: StateProcessor | NativeStateProcessor, table: dict[bytes, bytes], partitions: int, at_ms: int
 ) -> dict[str, float | int]:
     published = 0
 
@@ -206,6 +208,8 @@ def main() -> None:
         help="give the table a Faust memory store that knows each key's partition, as "
         "after a changelog recovery (the worker's case); without it every key is hashed",
     )
+    parser.add_argument("--engine", choices=["native", "python"], default="native",
+                        help="the state agent's engine (HYGIENE_NATIVE_CORE)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
@@ -242,7 +246,10 @@ def main() -> None:
             table.data = store  # type: ignore[attr-defined]
         gc.collect()
         built = time.perf_counter() - t
-        processor = StateProcessor(Engine(rules), Topics("a", "h", "c", "d"), args.partitions)
+        topics = Topics("a", "h", "c", "d")
+        processor: StateProcessor | NativeStateProcessor = (
+            NativeStateProcessor(rules, topics, args.partitions) if args.engine == "native"
+            else StateProcessor(Engine(rules), topics, args.partitions))
         row: dict[str, object] = {
             "opportunities": size,
             "table_value_mib": round(sum(map(len, table.values())) / 2**20, 1),
