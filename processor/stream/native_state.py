@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, MutableMapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
@@ -38,9 +37,16 @@ from processor.stream.changelog import Persist, write_mapping
 from processor.stream.messages import ChangeBatch, RawChanges, SweepTick
 from processor.stream.regroup import Membership, Outbox, Payload, Regrouping
 from processor.stream.routing import Partitioner
-from processor.stream.state import PartitionIndex, Publish, StateProcessor, Topics
+from processor.stream.state import (
+    PartitionIndex,
+    Publish,
+    StateProcessor,
+    Topics,
+    processing_dead_letter,
+    publish_decided,
+)
 from processor.stream.store_items import partitioned_items
-from schemas import AlertRecord, DeadLetter, OpportunityState
+from schemas import AlertRecord, OpportunityState
 from schemas.state import state_from_json, unpack
 
 if TYPE_CHECKING:
@@ -260,20 +266,11 @@ class NativeStateProcessor:
     ) -> None:
         """As ``StateProcessor._finish``: publishes (held alerts as the
         policy decides), waits for the acks, then stores the states."""
-        decided = None
-        if held and self.policy is not None:
-            decided = await self.policy.decide(held)
-            for record in decided.records:
-                self._alert_out(record.opportunity_id.encode(),
-                                record.model_dump_json().encode(), record.kind,
-                                record.rule_id, out)
-        if out:
-            try:
-                await publish(out)
-            except BaseException:
-                if decided is not None:
-                    await decided.release()
-                raise
+        await publish_decided(
+            self.policy, held, out, publish,
+            lambda record: self._alert_out(record.opportunity_id.encode(),
+                                           record.model_dump_json().encode(), record.kind,
+                                           record.rule_id, out))
         await self.persist(table, {key: stored for key, stored, *_ in states}, partition)
         index = self.index
         for key, _, _, _, due, *_ in states:
@@ -285,11 +282,7 @@ class NativeStateProcessor:
         """A change the core could not read, or failed on (the rest of the
         unit went on), as ``StateProcessor._dead_letter`` sends it."""
         log.error("native core rejected a change of %r: %s", key, why)
-        record = DeadLetter.of(
-            "processing_error", why[:2000], source="hygiene.changes", original=raw,
-            received_at=datetime.now(UTC), key=key, partition=partition)
-        metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
-        return self.topics.dead_letter, key, record.model_dump_json().encode()
+        return processing_dead_letter(self.topics.dead_letter, key, raw, why[:2000], partition)
 
 
 def whole_state(stored: bytes) -> OpportunityState:

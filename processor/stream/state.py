@@ -258,18 +258,9 @@ class StateProcessor:
         and none when there are none), waits for the acks, then stores the
         states with their next due time (from the later of ``now_ms`` and
         each state's latest event)."""
-        decided = None
-        if held and self.policy is not None:
-            decided = await self.policy.decide(held)
-            for record in decided.records:
-                self._alert_out(record.opportunity_id.encode(), record, out)
-        if out:
-            try:
-                await publish(out)
-            except BaseException:
-                if decided is not None:
-                    await decided.release()
-                raise
+        await publish_decided(
+            self.policy, held or [], out, publish,
+            lambda record: self._alert_out(record.opportunity_id.encode(), record, out))
         engine = self.engine
         writes: dict[bytes, bytes] = {}
         for key, state in dirty.items():
@@ -316,14 +307,48 @@ class StateProcessor:
     def _dead_letter(
         self, change: OpportunityChange, exc: Exception, partition: int
     ) -> tuple[str, bytes | None, bytes]:
-        from datetime import UTC, datetime
+        return processing_dead_letter(
+            self.topics.dead_letter, change.opportunity_id.encode(),
+            change.model_dump_json().encode(), f"{type(exc).__name__}: {exc}", partition)
 
-        record = DeadLetter.of(
-            "processing_error", f"{type(exc).__name__}: {exc}", source="hygiene.changes",
-            original=change.model_dump_json().encode(), received_at=datetime.now(UTC),
-            key=change.opportunity_id.encode(), partition=partition)
-        metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
-        return self.topics.dead_letter, change.opportunity_id.encode(), _json(record)
+
+async def publish_decided(
+    policy: AlertPolicy | None,
+    held: list[AlertRecord],
+    out: list[tuple[str, bytes | None, bytes]],
+    publish: Publish,
+    alert_out: Callable[[AlertRecord], None],
+) -> None:
+    """Publishes ``out`` with the ``held`` alerts as the policy decides them
+    (``alert_out`` appends one; one decision call, none when nothing is
+    held) and waits for the acks. If the publish fails, the decision is
+    released, so the re-run of the unit is decided afresh."""
+    decided = None
+    if held and policy is not None:
+        decided = await policy.decide(held)
+        for record in decided.records:
+            alert_out(record)
+    if out:
+        try:
+            await publish(out)
+        except BaseException:
+            if decided is not None:
+                await decided.release()
+            raise
+
+
+def processing_dead_letter(
+    topic: str, key: bytes | None, original: bytes, error: str, partition: int
+) -> tuple[str, bytes | None, bytes]:
+    """A change the engine failed on, as both state processors send it: the
+    change's own JSON as the original, so it can be re-driven alone."""
+    from datetime import UTC, datetime
+
+    record = DeadLetter.of(
+        "processing_error", error, source="hygiene.changes", original=original,
+        received_at=datetime.now(UTC), key=key, partition=partition)
+    metrics.DEAD_LETTERS.labels(reason="processing_error").inc()
+    return topic, key, _json(record)
 
 
 def _json(record: Record) -> bytes:
