@@ -73,7 +73,7 @@ def test_state_reads_see_what_is_still_pending() -> None:
     sim = simulate(opportunities=5, days=10, seed=2, fmt="generic", start=START, rules=rules)
     replay = Replay(rules, received_at=RECEIVED)
     replay.feed(sim.events[0], "sim")
-    first = orjson.loads(sim.events[0])
-    opportunity_id = first.get("opportunity_id") or next(iter(replay.states))
+    opportunity_id = orjson.loads(sim.events[0])["opportunity_id"]  # a generic event
+    assert replay._pending, "fed, not yet applied"
     assert replay.state(opportunity_id) is not None
     assert replay.state("never-seen") is None
