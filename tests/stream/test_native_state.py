@@ -25,7 +25,7 @@ from processor.stream.native_state import NativeStateProcessor, whole_state
 from processor.stream.regroup import Regrouping
 from processor.stream.routing import Partitioner
 from processor.stream.state import StateProcessor, Topics
-from schemas import DeadLetter, OpportunityChange, StageHistoryRecord
+from schemas import DeadLetter, OpportunityChange
 from schemas.state import state_from_json
 from tests.builders import HEALTHY_DISCOVERY, change, ms
 from tests.native.test_core_parity import RULES, traffic
@@ -217,23 +217,6 @@ def run(coro: Any) -> None:
 
 def batch(*changes: OpportunityChange) -> messages.RawChanges:
     return messages.RawChanges([messages.encode_changes(list(changes))])
-
-
-def test_outputs_are_published_and_acknowledged_before_the_table_is_written() -> None:
-    log: list[tuple[str, Any]] = []
-    table, publish = Table(log), Recorder(log)
-    _, native = processors(RULES["default"], regrouped=False)
-    run(native.handle_changes(batch(
-        change(0, opp="006A", **HEALTHY_DISCOVERY),
-        change(0, opp="006B", **HEALTHY_DISCOVERY),
-        change(3, opp="006A", stage="Solution"),
-    ), 0, table, publish))
-    steps = [step for step, _ in log if step != "read"]
-    assert steps == ["publish", "write", "write"]
-    history = [StageHistoryRecord.model_validate_json(v)
-               for _, v in publish.on(TOPICS.stage_history)]
-    assert [(h.opportunity_id, h.transition) for h in history] == [
-        ("006A", "created"), ("006A", "stage_changed"), ("006B", "created")]
 
 
 def test_a_failed_publish_leaves_the_table_and_the_core_as_they_were() -> None:

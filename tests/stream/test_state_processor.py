@@ -80,12 +80,17 @@ def ids_by_partition(count: int) -> Iterator[tuple[int, str]]:
         yield partition_of(opp), opp
 
 
+@pytest.mark.parametrize("engine", ["python", "native"])
 def test_outputs_are_published_and_acknowledged_before_the_table_is_written(
-    rules: RuleSet,
+    rules: RuleSet, engine: str,
 ) -> None:
+    from processor.stream.native_state import NativeStateProcessor
+
     log: list[tuple[str, Any]] = []
     table, publish = Table(log), Recorder(log)
-    processor = StateProcessor(Engine(rules), TOPICS, PARTITIONS)
+    processor: StateProcessor | NativeStateProcessor = (
+        StateProcessor(Engine(rules), TOPICS, PARTITIONS) if engine == "python"
+        else NativeStateProcessor(rules, TOPICS, PARTITIONS))
 
     run(processor.handle_changes(batch(
         change(0, opp="006A", **HEALTHY_DISCOVERY),
