@@ -3,18 +3,20 @@
 Same command line as ``hygiene`` (``python bench/instrumented_worker.py worker
 -l info``). Before the CLI runs it wraps, without changing behaviour:
 
-- ingest: ``Ingest._handle`` (a whole fetched batch), ``detect.decode`` per
-  message (as ingest imported it), ``encode_changes``;
-- state agent: ``messages.decode`` (pydantic validation of the internal
-  batch), ``StateProcessor.handle_changes`` (whole), ``load_state``,
-  ``dump_state``, ``Engine.apply``, the ``publish`` it is handed (awaiting
-  output acks) and the table writes in ``_finish``;
-- Faust: ``ProducerBuffer.wait_until_ebb`` (the agent paused until the
-  changelog buffer drains below 100 records).
+- ingest: ``Ingest._handle`` (a whole fetched batch: decode, route, send,
+  await acks) and ``Decoder.route_many`` (the native decode and routing);
+- the state agent on either processor: ``handle_changes`` (a whole unit),
+  the ``publish`` it is handed (awaiting the outputs' acks) and its
+  ``persist`` (table writes and awaiting the changelog's acks); on the
+  native processor also the core's ``apply_messages`` as awaited (in its
+  thread, or inline) and ``_regroup`` (memberships and entries); on the
+  Python one ``Engine.apply``;
+- the group agents (owner queues, rollups): the handler of one message.
 
 Totals (seconds, calls) are written as JSON to ``$BENCH_INSTRUMENT_OUT``
-every 2 s and at exit. Nested timers overlap (handle_changes contains
-load/apply/publish/dump); waits are wall time, not CPU.
+every 2 s and at exit. Nested timers overlap (a unit contains apply,
+regroup, publish and persist); waits are wall time, not CPU, and agents
+run concurrently, so totals across agents do not add up to the run.
 """
 
 from __future__ import annotations
@@ -63,67 +65,54 @@ def timed_async(name: str, fn: Any) -> Any:
 
 
 def install() -> None:
-    from faust.transport.producer import ProducerBuffer
-
     from processor.core.engine import Engine
-    from processor.stream import ingest, messages, state
+    from processor.sources.native import Decoder
+    from processor.stream import changelog, ingest, native_state, owner_queues, rollups, state
 
-    ingest.decode = timed("ingest.detect_decode", ingest.decode)  # type: ignore[attr-defined]
-    ingest.encode_changes = timed("ingest.encode_changes", ingest.encode_changes)  # type: ignore[attr-defined]
     ingest.Ingest._handle = timed_async("ingest._handle(batch)", ingest.Ingest._handle)  # type: ignore[method-assign]
-    messages.decode = timed("agent.messages_decode(pydantic)", messages.decode)
-    state.load_state = timed("agent.load_state", state.load_state)
-    state.dump_state = timed("agent.dump_state", state.dump_state)
-    Engine.apply = timed("agent.engine_apply", Engine.apply)  # type: ignore[method-assign]
-    if hasattr(Engine, "next_due"):
-        Engine.next_due = timed("agent.engine_next_due", Engine.next_due)  # type: ignore[method-assign]
+    Decoder.route_many = timed("ingest.route_many(native)", Decoder.route_many)  # type: ignore[method-assign]
+    Engine.apply = timed("agent.engine_apply(python)", Engine.apply)  # type: ignore[method-assign]
+    native = native_state.NativeStateProcessor
+    native._regroup = timed("agent._regroup(native)", native._regroup)  # type: ignore[method-assign]
+    native._applied = timed_async("agent._applied(waiting for the core)", native._applied)  # type: ignore[method-assign]
+    original_init = native.__init__
 
-    original_handle = state.StateProcessor.handle_changes
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.offload = _TimedOffload(self.offload)
+        self.persist = timed_async("agent.persist(writes + changelog acks)", self.persist)
 
-    async def handle_changes(
-        self: Any, batch: Any, partition: int, table: Any, publish: Any
-    ) -> None:
-        start = time.perf_counter()
-        try:
-            await original_handle(
-                self, batch, partition, table, timed_async("agent.publish(await acks)", publish)
-            )
-        finally:
-            _add("agent.handle_changes(whole)", time.perf_counter() - start)
+    native.__init__ = init  # type: ignore[method-assign]
+    for processor in (state.StateProcessor, native):
+        original = processor.handle_changes
 
-    state.StateProcessor.handle_changes = handle_changes  # type: ignore[method-assign]
+        def wrap(original: Any) -> Any:
+            async def handle_changes(self: Any, batch: Any, partition: int, table: Any,
+                                     publish: Any, **kwargs: Any) -> None:
+                start = time.perf_counter()
+                try:
+                    await original(self, batch, partition, table,
+                                   timed_async("agent.publish(await acks)", publish), **kwargs)
+                finally:
+                    _add("agent.handle_changes(unit)", time.perf_counter() - start)
 
-    original_finish = state.StateProcessor._finish
+            return handle_changes
 
-    async def finish(self: Any, out: Any, dirty: Any, *args: Any, **kwargs: Any) -> None:
-        start = time.perf_counter()
-        await original_finish(self, out, dirty, *args, **kwargs)
-        _add("agent._finish(publish+dump+table writes)", time.perf_counter() - start)
-        _add("agent.table_writes(count)", 0.0)
-        TOTALS["agent.table_writes(count)"][1] += len(dirty) - 1
+        processor.handle_changes = wrap(original)  # type: ignore[method-assign]
 
-    state.StateProcessor._finish = finish  # type: ignore[method-assign]
-    ProducerBuffer.wait_until_ebb = timed_async(  # type: ignore[method-assign]
-        "faust.wait_until_ebb(changelog buffer)", ProducerBuffer.wait_until_ebb
-    )
+    original_run = changelog.run_table_agent
+
+    async def run_table_agent(stream: Any, app: Any, table: Any, handle: Any, **kwargs: Any) -> None:
+        name = f"group.{kwargs.get('agent', '?')}.handle"
+        await original_run(stream, app, table, timed_async(name, handle), **kwargs)
+
+    for module in (changelog, owner_queues, rollups):
+        setattr(module, "run_table_agent", run_table_agent)  # noqa: B010 (re-exported name)
 
     if os.environ.get("BENCH_PROBE_SWEEP"):
-        original_sweep = state.StateProcessor.handle_sweep
+        for processor in (state.StateProcessor, native):
+            processor.handle_sweep = probed(processor.handle_sweep)  # type: ignore[method-assign]
 
-        async def handle_sweep(
-            self: Any, tick: Any, partition: int, table: Any, publish: Any
-        ) -> None:
-            keys = list(table.keys())
-            loaded = sum(1 for k in keys[:1000] if table.get(k) is not None)
-            print(
-                f"[probe] sweep partition={partition} table_keys={len(keys)} "
-                f"first1000_loaded={loaded} sample={keys[:2]!r}",
-                file=sys.stderr,
-                flush=True,
-            )
-            await original_sweep(self, tick, partition, table, publish)
-
-        state.StateProcessor.handle_sweep = handle_sweep  # type: ignore[method-assign]
 
     out = os.environ.get("BENCH_INSTRUMENT_OUT")
     if out:
@@ -145,6 +134,41 @@ def install() -> None:
 
         threading.Thread(target=loop, daemon=True).start()
         atexit.register(dump)
+
+
+def probed(original: Any) -> Any:
+    """A sweep that first says what the table holds (recovery_bench)."""
+
+    async def handle_sweep(self: Any, tick: Any, partition: int, table: Any, publish: Any,
+                           **kwargs: Any) -> None:
+        keys = list(table.keys())
+        loaded = sum(1 for k in keys[:1000] if table.get(k) is not None)
+        print(f"[probe] sweep partition={partition} table_keys={len(keys)} "
+              f"first1000_loaded={loaded} sample={keys[:2]!r}", file=sys.stderr, flush=True)
+        await original(self, tick, partition, table, publish, **kwargs)
+
+    return handle_sweep
+
+
+class _TimedOffload:
+    """The native processor's offload: each call timed from its start to
+    its end (in the thread: including its waits for the GIL)."""
+
+    def __init__(self, offload: Any) -> None:
+        self.offload = offload
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.offload, name)
+
+    def submit(self, call: Any, *args: Any) -> Any:
+        start = time.perf_counter()
+        future = self.offload.submit(call, *args)
+        name = f"core.{getattr(call, '__name__', call)}(start to end)"
+        future.add_done_callback(lambda _: _add(name, time.perf_counter() - start))
+        return future
+
+    async def __call__(self, call: Any, *args: Any) -> Any:
+        return await self.submit(call, *args)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         description="Run the state agent on the native rules engine (processor.hygiene_core); "
         "false: the Python engine. Both store the same states, so a worker can switch.",
     )
+    native_threads: bool = Field(
+        default=True,
+        description="Run the native calls (ingest's decoding, the native core's apply) in "
+        "threads beside the event loop, where they use a second core; false: on the loop.",
+    )
 
     # Weekly hygiene digests
     digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(

@@ -53,6 +53,7 @@ class OwnerQueueRegrouping:
     """Which owner's queue an opportunity is in, and its entry there."""
 
     fields_read = frozenset((f.OWNER_ID, *_SHOWN))
+    renders_from_light = False  # an item's texts come from the rules' findings
 
     def __init__(self, engine: Engine, topic: str) -> None:
         self.engine = engine

@@ -81,6 +81,7 @@ class RollupRegrouping:
                              f.STAGE, f.FORECAST_CATEGORY, f.AMOUNT, f.CURRENCY))
     """What ``entry_of`` reads (``rules.manager_of``: manager, else the
     owner's; ``forecast_category``: pipeline, stage, category)."""
+    renders_from_light = True  # the entry is what membership computes
 
     def __init__(self, rules: RuleSet, calendar: FiscalCalendar, topic: str) -> None:
         self.rules = rules

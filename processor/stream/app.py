@@ -110,7 +110,8 @@ class Worker:
         if settings.native_core:
             self.processor = NativeStateProcessor(
                 self.rules, outputs, settings.partitions, regroupings=regroupings,
-                policy=_alert_policy(settings), persist=write_through_changelog(app))
+                policy=_alert_policy(settings), persist=write_through_changelog(app),
+                threaded=settings.native_threads)
         else:
             self.processor = StateProcessor(
                 engine, outputs, settings.partitions, regroupings=regroupings,

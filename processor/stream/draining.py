@@ -13,6 +13,10 @@ A unit is a run of consecutive change batches of one partition (merged into
 one batch, in offset order); a sweep tick, or a message that does not
 decode, is a unit of its own. Acks still follow the handling of everything
 in a unit, so a crash redoes at most the unit, as it redid a message.
+
+On the native core, the next queued unit is applied (in the core's thread)
+while the current one is published and stored: the two halves of the
+agent's work overlap (``NativeStateProcessor.handle_changes``, ``then``).
 """
 
 from __future__ import annotations
@@ -145,6 +149,14 @@ def _merged(partition: int, run: list[tuple[Any, Batch]]) -> list[Unit]:
     return [Unit(partition, [event for event, _ in run], merged)]
 
 
+def next_batch(queued: list[Unit], index: int) -> Batch | None:
+    """The change batch handled after ``queued[index]``, if that is one:
+    the native processor applies it while ``queued[index]`` is published and
+    stored (``NativeStateProcessor.handle_changes``)."""
+    following = queued[index + 1].message if index + 1 < len(queued) else None
+    return following if isinstance(following, messages.ChangeBatch | messages.RawChanges) else None
+
+
 async def run_state_agent(
     stream: Any,
     app: Any,
@@ -167,33 +179,36 @@ async def run_state_agent(
     def ours(topic: str, partition: int) -> bool:
         return not app.should_stop and still_owns(app, topic, partition)
 
-    async def apply(message: Message, partition: int, offset: int) -> None:
+    async def apply(message: Message, partition: int, offset: int, then: Batch | None) -> None:
         if isinstance(message, messages.SweepTick):
             await processor.handle_sweep(message, partition, table, publish, offset=offset)
+        elif isinstance(processor, NativeStateProcessor):
+            await processor.handle_changes(message, partition, table, publish, offset=offset,
+                                           then=then)
         else:
             await processor.handle_changes(message, partition, table, publish, offset=offset)
 
-    async def one(event: Any, message: Message | None) -> bool:
+    async def one(event: Any, message: Message | None, then: Batch | None = None) -> bool:
         origin = origin_of(event)
 
         async def attempt() -> None:
             decoded = message if message is not None else processor.decode(origin.value)
-            await apply(decoded, origin.partition, origin.offset)
+            await apply(decoded, origin.partition, origin.offset, then)
 
         return await handle_or_dead_letter(
             attempt, origin, publish=publish, dead_letter_topic=dead_letter_topic,
             still_assigned=lambda: ours(origin.topic, origin.partition), sleep=app.sleep)
 
-    async def handle(unit: Unit) -> bool:
+    async def handle(unit: Unit, then: Batch | None) -> bool:
         if len(unit.events) == 1:
-            return await one(unit.events[0], unit.message)
+            return await one(unit.events[0], unit.message, then)
         merged = unit.message
         assert merged is not None
         first = origin_of(unit.events[0])
         what = f"{first.topic}[{unit.partition}]@{first.offset}-{unit.offset}"
         try:
             return await retried(
-                lambda: apply(merged, unit.partition, unit.offset), agent, what,
+                lambda: apply(merged, unit.partition, unit.offset, then), agent, what,
                 lambda: ours(first.topic, unit.partition), sleep=app.sleep)
         except Exception:
             # Which message is at fault is unknown: each alone, so only it is
@@ -208,11 +223,12 @@ async def run_state_agent(
     async for events in drained(manual.events()):
         moved: set[int] = set()
         handled: list[Any] = []
-        for unit in units(events, processor.decode):
+        queued = units(events, processor.decode)
+        for index, unit in enumerate(queued):
             if unit.partition in moved:
                 continue  # its earlier unit was left unacked: so is the rest
             metrics.STATE_UNIT_MESSAGES.observe(len(unit.events))
-            if await handle(unit):
+            if await handle(unit, next_batch(queued, index)):
                 handled.extend(unit.events)
             else:
                 moved.add(unit.partition)

@@ -32,6 +32,7 @@ from processor.sources.native import Decoder
 from processor.stream import metrics
 from processor.stream.failures import retried, send_dead_letter
 from processor.stream.kafka import aiokafka_options
+from processor.stream.offload import Offload
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Ingest:
         self.partitions = settings.partitions
         self.batches = 0
         self._stopping = asyncio.Event()
+        self._offload = Offload("hygiene-ingest", threaded=settings.native_threads)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -124,8 +126,9 @@ class Ingest:
         inputs = [(tp, record) for tp, records in fetched.items() for record in records]
         # Decoded, routed and joined into internal messages in one native
         # call: no change becomes a Python object here.
-        routed = self.decoder.route_many([record.value or b"" for _, record in inputs],
-                                         self.partitions, CHUNK_BYTES)
+        routed = await self._offload(self.decoder.route_many,
+                                     [record.value or b"" for _, record in inputs],
+                                     self.partitions, CHUNK_BYTES)
         for partition, message in routed.messages:
             pending.append(await producer.send(topics.changes, message, partition=partition))
         rejected = [(reject, *inputs[index]) for index, reject in routed.rejects]

@@ -23,8 +23,10 @@ key beside the core's states.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
@@ -35,6 +37,7 @@ from processor.rules.export import native_rules
 from processor.stream import messages, metrics
 from processor.stream.changelog import Persist, write_mapping
 from processor.stream.messages import ChangeBatch, RawChanges, SweepTick
+from processor.stream.offload import Offload
 from processor.stream.regroup import Membership, Outbox, Payload, Regrouping
 from processor.stream.routing import Partitioner
 from processor.stream.state import (
@@ -87,6 +90,8 @@ class NativeStateProcessor:
         regroupings: Sequence[Regrouping] = (),
         policy: AlertPolicy | None = None,
         persist: Persist = write_mapping,
+        *,
+        threaded: bool = True,
     ) -> None:
         from processor.hygiene_core import Core
 
@@ -102,12 +107,29 @@ class NativeStateProcessor:
         self.memberships: dict[bytes, tuple[bytes, list[Membership | None]]] = {}
         """Per key the core holds: its light form and memberships as last
         stored (compared, so an unchanged light form costs no membership)."""
+        self.offload = Offload("hygiene-core", threaded=threaded)
+        self._ahead: _Ahead | None = None
+        self._clear_pending = False
+        """The core is to be cleared, once no call uses it (a revoke or a
+        failed unit while a call ran in the offload thread)."""
+
+    def _in_use(self) -> bool:
+        """A core call runs in the offload thread, or a unit was applied
+        ahead and is not handled yet: the core holds states the table does
+        not, and must not be called (it would refuse) or cleared yet."""
+        return self.offload.busy or self._ahead is not None
 
     def forget(self) -> None:
-        """Partitions were revoked: what we know may be stale elsewhere."""
+        """Partitions were revoked: what we know may be stale elsewhere.
+        While a unit is being applied, its result stands (as for a unit
+        being published), and the core is cleared as soon as it is done;
+        a unit applied ahead and not handled yet is applied again."""
         self.index.forget()
-        self.core.clear()
         self.memberships.clear()
+        if self._in_use():
+            self._clear_pending = True
+        else:
+            self.core.clear()
 
     @staticmethod
     def decode(raw: bytes) -> RawChanges | SweepTick:
@@ -122,9 +144,49 @@ class NativeStateProcessor:
             self.memberships.clear()
 
     def _drop(self, keys: list[bytes]) -> None:
-        self.core.drop_states([key.decode() for key in keys])
+        """Forgets what a failed unit did (the table holds the states
+        before it); with a call in use of the core, everything."""
         for key in keys:
             self.memberships.pop(key, None)
+        if self._in_use():
+            self._clear_pending = True
+        else:
+            self.core.drop_states([key.decode() for key in keys])
+
+    async def _free(self) -> None:
+        """Makes the core free to call: a unit applied ahead and not asked
+        for is waited out and undone, a pending clear done."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            await asyncio.wait([ahead.unit])
+            if ahead.unit.cancelled():
+                self._clear_pending = True  # what it did is unknown
+            elif ahead.unit.exception() is None and not self._clear_pending:
+                self.core.drop_states([state[0].decode() for state in ahead.unit.result()[1]])
+            # (On an error the core dropped what the call touched itself.)
+        await self.offload.idle()
+        if self._clear_pending:
+            self._clear_pending = False
+            self.core.clear()
+
+    async def _applied(
+        self, batch: ChangeBatch | RawChanges, table: MutableMapping[bytes, bytes]
+    ) -> Unit:
+        ahead = self._ahead
+        if ahead is not None and ahead.batch is batch and not self._clear_pending:
+            self._ahead = None
+            call = ahead.unit  # its error is this unit's
+        else:
+            await self._free()
+            self._bound()
+            # On an error the core drops what this call touched itself.
+            call = self.offload.submit(self.core.apply_messages, _raw(batch), 0, table.get)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            # The call may run on: the states it leaves go once it is done.
+            self._clear_pending = True
+            raise
 
     async def handle_changes(
         self,
@@ -134,16 +196,28 @@ class NativeStateProcessor:
         publish: Publish,
         *,
         offset: int = 0,
+        then: ChangeBatch | RawChanges | None = None,
     ) -> None:
         """``offset``: the batch's position in its partition, the version of
-        the regrouped entries it produces (see ``processor.stream.regroup``)."""
-        raw = batch.messages if isinstance(batch, RawChanges) else [
-            messages.encode_changes(batch.changes)]
-        self._bound()
-        # On an error the core drops what this call touched itself.
-        unit = self.core.apply_messages(raw, 0, table.get)
-        metrics.CHANGES_APPLIED.inc(unit[3])
-        await self._handle(unit, partition, table, publish, offset=offset, now_ms=0)
+        the regrouped entries it produces (see ``processor.stream.regroup``).
+        ``then``: the batch the agent handles next, when it is already
+        queued: the core applies it in its thread while this one is
+        published and stored, so the two overlap. Each unit still publishes
+        before it stores, and stores in order: a crash still redoes at most
+        the unacked units, from the states the table holds."""
+        try:
+            unit = await self._applied(batch, table)
+            if then is not None and self.offload.threaded:
+                # The core holds this unit's states already: `then` applies
+                # on top of them, as it would after this unit is stored.
+                self._ahead = _Ahead(then, self.offload.submit(
+                    self.core.apply_messages, _raw(then), 0, table.get))
+            metrics.CHANGES_APPLIED.inc(unit[3])
+            await self._handle(unit, partition, table, publish, offset=offset, now_ms=0)
+        finally:
+            if self._clear_pending and not self._in_use():
+                self._clear_pending = False
+                self.core.clear()
 
     async def handle_sweep(
         self,
@@ -155,6 +229,7 @@ class NativeStateProcessor:
         offset: int = 0,
     ) -> None:
         now = tick.at_ms
+        await self._free()
         index = self.index.for_partition(partition, lambda: partitioned_items(table))
         due = [key.decode() for key, at in index.items() if at is not None and at <= now]
         self._bound()
@@ -251,7 +326,8 @@ class NativeStateProcessor:
                 after = [r.membership(state) for r in regroupings]
                 if after != before:
                     at_ms = max(now_ms, high_water_ms)
-                    outbox.record(key.decode(), before, after, at_ms, _renderer(stored, at_ms))
+                    outbox.record(key.decode(), before, after, at_ms,
+                                  _renderer(stored, state, at_ms))
             remembered[key] = (light, after)
         return outbox.messages()
 
@@ -285,6 +361,19 @@ class NativeStateProcessor:
         return processing_dead_letter(self.topics.dead_letter, key, raw, why[:2000], partition)
 
 
+@dataclass
+class _Ahead:
+    """A unit the core applies (or applied) before the agent asked."""
+
+    batch: ChangeBatch | RawChanges
+    unit: asyncio.Future[Unit]
+
+
+def _raw(batch: ChangeBatch | RawChanges) -> list[bytes]:
+    return batch.messages if isinstance(batch, RawChanges) else [
+        messages.encode_changes(batch.changes)]
+
+
 def whole_state(stored: bytes) -> OpportunityState:
     """The core's stored form as a state, without validation (the core
     wrote it; ``state_from_json`` validates at 3-4 times the cost)."""
@@ -292,11 +381,16 @@ def whole_state(stored: bytes) -> OpportunityState:
     return _BLANK.model_copy(update=data)
 
 
-def _renderer(stored: bytes, at_ms: int) -> Callable[[Regrouping], Payload | None]:
-    """Renders from the whole state, parsed once and only if asked."""
+def _renderer(
+    stored: bytes, light: OpportunityState, at_ms: int
+) -> Callable[[Regrouping], Payload | None]:
+    """Renders from the light state where the regrouping can, else from
+    the whole state, parsed once and only if asked."""
     parsed: list[OpportunityState] = []
 
     def render(regrouping: Regrouping) -> Payload | None:
+        if regrouping.renders_from_light:
+            return regrouping.render(light, at_ms)
         if not parsed:
             parsed.append(whole_state(stored))
         return regrouping.render(parsed[0], at_ms)

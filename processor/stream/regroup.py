@@ -52,6 +52,11 @@ class Regrouping(Protocol):
     merge): the native state agent skips membership for a change to no
     other, so a field missing here would leave an entry stale."""
 
+    renders_from_light: bool
+    """``render`` reads no more than ``membership`` does: the native state
+    agent renders from the light form then, without parsing the whole
+    stored state."""
+
     def membership(self, state: OpportunityState) -> Membership | None:
         """None: the opportunity has no entry in any group."""
 

@@ -11,11 +11,12 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use crate::names::Name;
 use hygiene_decode::detect;
 use hygiene_decode::mapping::Mappings;
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 type Triple = (Py<PyList>, Py<PyList>, Py<PyList>);
 
-#[pyclass(module = "hygiene_core", unsendable)]
+#[pyclass(module = "hygiene_core")]
 pub struct Core {
     engine: Engine,
     states: crate::state::Keyed<OpportunityState>,
@@ -23,7 +24,7 @@ pub struct Core {
     /// Earliest and latest event time applied (ms), for the replay's report.
     span: Option<(i64, i64)>,
     /// For `feed_many`: the decoders' field mappings and size limit.
-    decoder: Option<std::rc::Rc<(Mappings, usize)>>,
+    decoder: Option<std::sync::Arc<(Mappings, usize)>>,
     /// The fields light forms keep (`set_light_fields`); None: all.
     light_fields: Option<Vec<Name>>,
 }
@@ -164,7 +165,7 @@ impl Core {
     fn attach_decoder(&mut self, mappings_json: &[u8], max_bytes: usize) -> PyResult<()> {
         let mappings = Mappings::from_json(mappings_json)
             .map_err(|e| PyValueError::new_err(format!("mappings_json: {e}")))?;
-        self.decoder = Some(std::rc::Rc::new((mappings, max_bytes)));
+        self.decoder = Some(std::sync::Arc::new((mappings, max_bytes)));
         Ok(())
     }
 
@@ -271,17 +272,35 @@ impl Core {
         now_ms: i64,
         load: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyTuple>> {
+        // Bytes are immutable and `messages` keeps them alive: their slices
+        // are read without the GIL, so the worker's event loop runs on while
+        // this call reads and applies (it runs in an executor thread).
         let raw: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
-        let changes = crate::shell::split(&raw).map_err(PyValueError::new_err)?;
-        let mut loader = loader(py, &load);
-        let unit = crate::shell::apply_changes(
-            &self.engine,
-            self.light_fields.as_deref(),
-            &mut self.states,
-            changes,
-            now_ms,
-            &mut loader,
-        )?;
+        let prepared = py
+            .allow_threads(|| crate::shell::split(&raw).map(crate::shell::Prepared::new))
+            .map_err(PyValueError::new_err)?;
+        // The states the core does not hold, read in one pass with the GIL
+        // (the table's `get` is Python), parsed later without it.
+        let mut preloaded: FxHashMap<String, Option<Vec<u8>>> = FxHashMap::default();
+        for id in prepared.ids() {
+            if !self.states.contains_key(id.as_str()) {
+                preloaded.insert(id.clone(), stored_bytes(py, &load, id)?);
+            }
+        }
+        let load = load.unbind();
+        let (engine, only, states) = (&self.engine, self.light_fields.as_deref(), &mut self.states);
+        let unit = py.allow_threads(move || {
+            let mut loader = |id: &str| -> PyResult<Option<OpportunityState>> {
+                let raw = match preloaded.get(id) {
+                    Some(raw) => raw.clone(),
+                    // A held state read again (its unit's changes re-applied
+                    // after a panic): rare, so the GIL is taken for it.
+                    None => Python::with_gil(|py| stored_bytes(py, load.bind(py), id))?,
+                };
+                raw.map(|raw| parse_stored(id, &raw)).transpose()
+            };
+            crate::shell::apply_prepared(engine, only, states, prepared, now_ms, &mut loader)
+        })?;
         unit_tuple(py, unit)
     }
 
@@ -341,17 +360,26 @@ where
     'py: 'a,
 {
     move |id: &str| {
-        let raw = load.call1((PyBytes::new(py, id.as_bytes()),))?;
-        if raw.is_none() {
-            return Ok(None);
-        }
-        let raw = raw.downcast::<PyBytes>()?;
-        let data: serde_json::Value = serde_json::from_slice(raw.as_bytes())
-            .map_err(|e| PyValueError::new_err(format!("stored state of {id}: {e}")))?;
-        crate::stored::load(&data)
-            .map(Some)
-            .map_err(|e| PyValueError::new_err(format!("stored state of {id}: {e}")))
+        stored_bytes(py, load, id)?
+            .map(|raw| parse_stored(id, &raw))
+            .transpose()
     }
+}
+
+/// `load(id)`'s bytes: an opportunity's stored state, None when not stored.
+fn stored_bytes(py: Python<'_>, load: &Bound<'_, PyAny>, id: &str) -> PyResult<Option<Vec<u8>>> {
+    let raw = load.call1((PyBytes::new(py, id.as_bytes()),))?;
+    if raw.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(raw.downcast::<PyBytes>()?.as_bytes().to_vec()))
+}
+
+fn parse_stored(id: &str, raw: &[u8]) -> PyResult<OpportunityState> {
+    let data: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|e| PyValueError::new_err(format!("stored state of {id}: {e}")))?;
+    crate::stored::load(&data)
+        .map_err(|e| PyValueError::new_err(format!("stored state of {id}: {e}")))
 }
 
 fn unit_tuple(py: Python<'_>, unit: crate::shell::Unit) -> PyResult<Bound<'_, PyTuple>> {

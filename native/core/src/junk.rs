@@ -3,7 +3,7 @@
 use crate::names::{self, Name};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde_json::Value;
-use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard};
 
 const DATE_FIELDS: [Name; 4] = [
     names::CLOSE_DATE,
@@ -19,8 +19,9 @@ pub struct JunkDetector {
     dates: HashSet<String>,
     min_length: usize,
     /// The same MEDDICC answer is judged on every event of its deal; the
-    /// backtracking regex is the expensive part.
-    memo: RefCell<HashMap<String, bool>>,
+    /// backtracking regex is the expensive part. A mutex (uncontended: one
+    /// call at a time) so the core can run off the Python thread.
+    memo: Mutex<HashMap<String, bool>>,
 }
 
 impl JunkDetector {
@@ -44,7 +45,7 @@ impl JunkDetector {
             pattern,
             dates: placeholder_dates.into_iter().collect(),
             min_length,
-            memo: RefCell::new(HashMap::default()),
+            memo: Mutex::new(HashMap::default()),
         })
     }
 
@@ -55,16 +56,24 @@ impl JunkDetector {
         let Value::String(text) = value else {
             return false;
         };
-        if let Some(&verdict) = self.memo.borrow().get(text) {
+        if let Some(&verdict) = self.memo().get(text) {
             return verdict;
         }
         let verdict = self.judge(text);
-        let mut memo = self.memo.borrow_mut();
+        let mut memo = self.memo();
         if memo.len() >= MEMO_LIMIT {
             memo.clear();
         }
         memo.insert(text.clone(), verdict);
         verdict
+    }
+
+    fn memo(&self) -> MutexGuard<'_, HashMap<String, bool>> {
+        // A panic elsewhere in the engine cannot leave the memo half
+        // written (an insert is all or nothing): a poisoned lock is fine.
+        self.memo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn judge(&self, value: &str) -> bool {

@@ -201,6 +201,65 @@ fn fetch<E>(
     Ok(Some((index, origin, before)))
 }
 
+/// A unit's changes read and grouped by opportunity, before any state is
+/// needed: done without the GIL, and it names the states to load.
+pub struct Prepared {
+    changes: Vec<Vec<u8>>,
+    parsed: Vec<Option<(Change, i64)>>,
+    /// Opportunities in the order first seen.
+    order: Vec<String>,
+    groups: FxHashMap<String, Vec<usize>>,
+    rejects: Vec<Reject>,
+}
+
+impl Prepared {
+    /// Reads `changes`; one that cannot be read is rejected (kept aside,
+    /// reported by `apply_prepared`).
+    pub fn new(changes: Vec<Vec<u8>>) -> Self {
+        let mut parsed: Vec<Option<(Change, i64)>> = Vec::with_capacity(changes.len());
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: FxHashMap<String, Vec<usize>> = FxHashMap::default();
+        let mut rejects = Vec::new();
+        for (index, raw) in changes.iter().enumerate() {
+            match parse(raw) {
+                Ok((change, occurred)) => {
+                    match groups.get_mut(change.opportunity_id.as_str()) {
+                        Some(group) => group.push(index),
+                        None => {
+                            order.push(change.opportunity_id.clone());
+                            groups.insert(change.opportunity_id.clone(), vec![index]);
+                        }
+                    }
+                    parsed.push(Some((change, occurred)));
+                }
+                Err(why) => {
+                    let opportunity_id = serde_json::from_slice::<IdOnly>(raw)
+                        .ok()
+                        .map(|c| c.opportunity_id);
+                    rejects.push(Reject {
+                        opportunity_id,
+                        raw: raw.clone(),
+                        why,
+                    });
+                    parsed.push(None);
+                }
+            }
+        }
+        Prepared {
+            changes,
+            parsed,
+            order,
+            groups,
+            rejects,
+        }
+    }
+
+    /// The opportunities the changes are about, first seen first.
+    pub fn ids(&self) -> &[String] {
+        &self.order
+    }
+}
+
 /// Applies every change of `messages` as the Python state processor does:
 /// grouped by opportunity (first seen first), each group in order. A change
 /// that cannot be read is rejected and skipped; one the engine panics on is
@@ -215,6 +274,25 @@ pub fn apply_changes<E>(
     now_ms: i64,
     load: &mut Load<'_, E>,
 ) -> Result<Unit, E> {
+    apply_prepared(engine, only, states, Prepared::new(changes), now_ms, load)
+}
+
+/// `apply_changes` of changes already read.
+pub fn apply_prepared<E>(
+    engine: &Engine,
+    only: Option<&[Name]>,
+    states: &mut Keyed<OpportunityState>,
+    prepared: Prepared,
+    now_ms: i64,
+    load: &mut Load<'_, E>,
+) -> Result<Unit, E> {
+    let Prepared {
+        changes,
+        mut parsed,
+        order,
+        groups,
+        rejects,
+    } = prepared;
     let mut run = Run {
         engine,
         only,
@@ -222,34 +300,7 @@ pub fn apply_changes<E>(
         scratch: Outcome::default(),
     };
     run.unit.changes = changes.len();
-    let mut parsed: Vec<Option<(Change, i64)>> = Vec::with_capacity(changes.len());
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: FxHashMap<String, Vec<usize>> = FxHashMap::default();
-    for (index, raw) in changes.iter().enumerate() {
-        match parse(raw) {
-            Ok((change, occurred)) => {
-                match groups.get_mut(change.opportunity_id.as_str()) {
-                    Some(group) => group.push(index),
-                    None => {
-                        order.push(change.opportunity_id.clone());
-                        groups.insert(change.opportunity_id.clone(), vec![index]);
-                    }
-                }
-                parsed.push(Some((change, occurred)));
-            }
-            Err(why) => {
-                let opportunity_id = serde_json::from_slice::<IdOnly>(raw)
-                    .ok()
-                    .map(|c| c.opportunity_id);
-                run.unit.rejects.push(Reject {
-                    opportunity_id,
-                    raw: raw.clone(),
-                    why,
-                });
-                parsed.push(None);
-            }
-        }
-    }
+    run.unit.rejects = rejects;
     for id in &order {
         let group = &groups[id];
         if let Err(e) = apply_group(

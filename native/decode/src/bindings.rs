@@ -60,24 +60,29 @@ impl Decoder {
         if partitions == 0 {
             return Err(PyValueError::new_err("partitions must be at least 1"));
         }
-        let mut router = route::Router::new(partitions, limit);
-        let mut ignored = 0;
-        let mut rejects = Vec::new();
-        for (index, raw) in raws.iter().enumerate() {
-            let decoded =
-                detect::decode_each(raw.as_bytes(), &self.mappings, self.max_bytes, &mut |c| {
+        // Bytes are immutable and `raws` keeps them alive: their slices are
+        // decoded without the GIL, so ingest can run in an executor thread
+        // while the worker's event loop goes on.
+        let slices: Vec<&[u8]> = raws.iter().map(|raw| raw.as_bytes()).collect();
+        let (joined, ignored, rejects) = py.allow_threads(|| {
+            let mut router = route::Router::new(partitions, limit);
+            let mut ignored = 0;
+            let mut rejects = Vec::new();
+            for (index, raw) in slices.iter().enumerate() {
+                let decoded = detect::decode_each(raw, &self.mappings, self.max_bytes, &mut |c| {
                     router.add(&c.opportunity_id, c.to_json())
                 });
-            ignored += decoded.ignored;
-            rejects.extend(
-                decoded
-                    .rejects
-                    .into_iter()
-                    .map(|(reason, error)| (index, reason, error)),
-            );
-        }
-        let messages = router
-            .finish()
+                ignored += decoded.ignored;
+                rejects.extend(
+                    decoded
+                        .rejects
+                        .into_iter()
+                        .map(|(reason, error)| (index, reason, error)),
+                );
+            }
+            (router.finish(), ignored, rejects)
+        });
+        let messages = joined
             .into_iter()
             .map(|(partition, message)| (partition, PyBytes::new(py, &message).unbind()))
             .collect();

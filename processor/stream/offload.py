@@ -1,0 +1,68 @@
+"""Native calls run beside the event loop, not on it.
+
+The worker is one Python thread: everything it does, fetching, producing,
+the agents, runs on the event loop. The native calls that carry most of
+the per-message work (ingest's ``route_many``, the state agent's
+``apply_messages``) release the GIL while they decode and apply, so run in
+a thread of their own they use the machine's second core while the loop
+goes on producing, acknowledging and feeding the other agents. Each user
+gets one thread: its calls stay in order, and a call's objects are never
+touched by two threads at once.
+
+``HYGIENE_NATIVE_THREADS=false`` runs them on the loop's thread instead
+(what a profile of the loop alone wants, or a machine with one core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Offload:
+    """Runs calls one at a time in a thread named ``name`` (or inline when
+    ``threaded`` is false), awaited from the event loop."""
+
+    def __init__(self, name: str, *, threaded: bool = True) -> None:
+        self.name = name
+        self._pool = (concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                            thread_name_prefix=name)
+                      if threaded else None)
+        self._last: concurrent.futures.Future[object] | None = None
+
+    @property
+    def threaded(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def busy(self) -> bool:
+        """A call is still running in the thread (even if whoever awaited
+        it was cancelled): its objects are not free yet."""
+        return self._last is not None and not self._last.done()
+
+    def submit(self, call: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        """Starts the call (inline: runs it) and returns its future."""
+        if self._pool is None:
+            done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            try:
+                done.set_result(call(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
+        running = self._pool.submit(call, *args)
+        self._last = running  # type: ignore[assignment]
+        return asyncio.wrap_future(running)
+
+    async def idle(self) -> None:
+        """Returns once no call runs in the thread, whatever became of it
+        (one whose awaiter was cancelled runs to its end all the same)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([asyncio.wrap_future(last)])
+
+    async def __call__(self, call: Callable[..., T], *args: object) -> T:
+        return await self.submit(call, *args)
