@@ -59,6 +59,12 @@ from benchkit import (
 from traffic import add_traffic_arguments, simulated
 
 HERE = Path(__file__).resolve().parent
+ENGINES = {
+    "native": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_NATIVE_THREADS": "true"},
+    "native-inline": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_NATIVE_THREADS": "false"},
+    "python": {"HYGIENE_NATIVE_CORE": "false", "HYGIENE_NATIVE_THREADS": "true"},
+}
+"""``--engine`` names: the worker's environment for each."""
 INPUT_METRIC = "hygiene_input_messages_total"
 APPLIED_METRIC = "hygiene_changes_applied_total"
 
@@ -141,7 +147,10 @@ def raw_run(
     return result
 
 
-async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
+async def _end_offsets(bootstrap: str, topics: list[str], prefix: str = "") -> dict[str, int]:
+    """Records per topic: ``topics``, then every other topic whose name
+    starts with ``prefix`` (the app's changelogs and regroup topics: where
+    the broker's share of the run goes)."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
@@ -149,6 +158,10 @@ async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
     try:
         from aiokafka import TopicPartition
 
+        if prefix:
+            await consumer._client.force_metadata_update()
+            known = await consumer.topics()
+            topics = topics + sorted(t for t in known if t.startswith(prefix) and t not in topics)
         totals = {}
         for topic in topics:
             parts = consumer.partitions_for_topic(topic) or set()
@@ -311,6 +324,7 @@ def worker_run(
                     env.topic("commands"),
                     env.topic("dead_letter"),
                 ],
+                prefix=env.app_id,
             )
         )
         return result
@@ -398,10 +412,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("native", "python", "both"),
         default="native",
-        help="the state agent's rules engine (HYGIENE_NATIVE_CORE); both: each round runs "
-        "the worker on the native core, then on the Python engine",
+        help="how the worker runs, or several comma-separated, each in every round: "
+        "native (the native core, native calls in threads beside the event loop), "
+        "native-inline (HYGIENE_NATIVE_THREADS=false: native calls on the loop), python "
+        "(HYGIENE_NATIVE_CORE=false); both: native,python",
     )
     parser.add_argument("--worker-timeout", type=float, default=420.0)
     parser.add_argument("--store", default="memory://",
@@ -449,7 +464,10 @@ def main() -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
     }
     raws: list[dict[str, float | int]] = []
-    engines = ["native", "python"] if args.engine == "both" else [args.engine]
+    engines = ["native", "python"] if args.engine == "both" else args.engine.split(",")
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        parser.error(f"--engine: unknown {sorted(unknown)}; known: {sorted(ENGINES)}")
     by_engine: dict[str, list[dict[str, object]]] = {engine: [] for engine in engines}
     workers = by_engine[engines[0]]
     """The first engine's runs (the summary's worker_* keys)."""
@@ -477,7 +495,7 @@ def main() -> None:
                     logs,
                     args.worker_timeout,
                     args.changes_max_message_bytes,
-                    extra_env={"HYGIENE_NATIVE_CORE": str(engine == "native").lower()},
+                    extra_env=ENGINES[engine],
                     store=args.store,
                 )
                 run["engine"] = engine
