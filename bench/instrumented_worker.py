@@ -7,7 +7,9 @@ Same command line as ``hygiene`` (``python bench/instrumented_worker.py worker
   await acks) and ``Decoder.route_many`` (the native decode and routing);
 - the state agent on either processor: ``handle_changes`` (a whole unit),
   the ``publish`` it is handed (awaiting the outputs' acks) and its
-  ``persist`` (table writes and awaiting the changelog's acks); on the
+  ``persist`` (table writes and changelog sends; the Python processor
+  awaits the changelog's acks in it, the native one per round in
+  ``confirmed``); on the
   native processor also the core's ``apply_messages`` as awaited (in its
   thread, or inline) and ``_regroup`` (memberships and entries); on the
   Python one ``Engine.apply``;
@@ -75,12 +77,13 @@ def install() -> None:
     native = native_state.NativeStateProcessor
     native._regroup = timed("agent._regroup(native)", native._regroup)  # type: ignore[method-assign]
     native._applied = timed_async("agent._applied(waiting for the core)", native._applied)  # type: ignore[method-assign]
+    native.confirmed = timed_async("agent.confirmed(changelog acks of a round)", native.confirmed)  # type: ignore[method-assign]
     original_init = native.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self.offload = _TimedOffload(self.offload)
-        self.persist = timed_async("agent.persist(writes + changelog acks)", self.persist)
+        self.persist = timed_async("agent.persist(store writes + changelog sends)", self.persist)
 
     native.__init__ = init  # type: ignore[method-assign]
     for processor in (state.StateProcessor, native):

@@ -32,19 +32,32 @@ from processor.stream.failures import Origin, Publish, run_acked
 Writes = Mapping[bytes, bytes | None]
 """Key -> new bytes, or None for a deleted key."""
 
-Persist = Callable[[MutableMapping[bytes, bytes], Writes, int], Awaitable[None]]
-"""Stores the writes one message of one partition made."""
+Persist = Callable[[MutableMapping[bytes, bytes], Writes, int], Awaitable[Awaitable[None]]]
+"""Stores the writes one message of one partition made and sends them to
+the table's changelog; what it returns completes once the changelog has
+them. The store is written before it returns, and a table's writes reach
+its changelog in the order they were persisted, so a caller may go on
+before the changelog answers (the native state agent does) as long as it
+acks its input only once it has."""
+
+
+def done() -> asyncio.Future[None]:
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    finished.set_result(None)
+    return finished
 
 
 async def write_mapping(
     table: MutableMapping[bytes, bytes], writes: Writes, partition: int
-) -> None:
-    """Plain mapping writes (a Faust table sends each to its changelog)."""
+) -> Awaitable[None]:
+    """Plain mapping writes (a Faust table sends each to its changelog by
+    itself; a dict in a test has none)."""
     for key, value in writes.items():
         if value is None:
             table.pop(key, None)
         else:
             table[key] = value
+    return done()
 
 
 def write_through_changelog(app: Any) -> Persist:
@@ -53,7 +66,7 @@ def write_through_changelog(app: Any) -> Persist:
 
     async def persist(
         table: MutableMapping[bytes, bytes], writes: Writes, partition: int
-    ) -> None:
+    ) -> Awaitable[None]:
         faust_table: Any = table
         store = faust_table.data
         topic = faust_table.changelog_topic.get_topic_name()
@@ -61,9 +74,14 @@ def write_through_changelog(app: Any) -> Persist:
         write_store(store, writes, partition)
         pending = [await producer.send(topic, key, value, partition, None, None)
                    for key, value in writes.items()]
-        if pending:
+        if not pending:
+            return done()
+
+        async def confirmed() -> None:
             sent = await asyncio.gather(*pending)
             store.set_persisted_offset(TP(topic, partition), max(m.offset for m in sent))
+
+        return asyncio.ensure_future(confirmed())
 
     return persist
 
@@ -123,7 +141,7 @@ async def run_table_agent(
     async def attempt(origin: Origin) -> None:
         pending = PendingWrites(table)
         await handle(origin.value, origin.partition, pending)
-        await persist(table, pending.writes, origin.partition)
+        await (await persist(table, pending.writes, origin.partition))
 
     await run_acked(stream, app, attempt, agent=agent, publish=publish,
                     dead_letter_topic=dead_letter_topic, forget=forget)

@@ -16,7 +16,9 @@ in a unit, so a crash redoes at most the unit, as it redid a message.
 
 On the native core, the next queued unit is applied (in the core's thread)
 while the current one is published and stored: the two halves of the
-agent's work overlap (``NativeStateProcessor.handle_changes``, ``then``).
+agent's work overlap (``NativeStateProcessor.handle_changes``, ``then``);
+and the changelog's acknowledgements are waited for once per round, before
+its acks (``NativeStateProcessor.confirmed``), not once per unit.
 """
 
 from __future__ import annotations
@@ -267,6 +269,15 @@ async def run_state_agent(
                 handled.extend(unit.events)
             else:
                 moved.add(unit.partition)
+        if handled and isinstance(processor, NativeStateProcessor):
+            # Its states went to the changelog without waiting: the round is
+            # acked once the changelog has them all.
+            topic = handled[0].message.topic
+            partitions = {event.message.partition for event in handled}
+            if not await retried(processor.confirmed, agent, f"the changelog of {topic}",
+                                 lambda: all(ours(topic, p) for p in partitions),
+                                 sleep=app.sleep):
+                return  # moved or stopping: whoever owns them does the round again
         for event in handled:
             await manual.ack(event)
 

@@ -12,7 +12,8 @@ with ``next_due_ms``), so the table stays what the Python engine, the HTTP
 API and recovery read. As in the Python processor, outputs are published
 and acknowledged before states are written, and a unit that fails drops
 what the core holds for its keys, so the core never holds what the table
-does not.
+does not. The changelog's acknowledgements are not waited for per unit but
+once per round of the agent, before it acks its input (``confirmed``).
 
 Regroupings need each touched opportunity's membership before and after:
 the core returns a light form (fields, open alerts, merge, latest event)
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -112,6 +113,36 @@ class NativeStateProcessor:
         self._clear_pending = False
         """The core is to be cleared, once no call uses it (a revoke or a
         failed unit while a call ran in the offload thread)."""
+        self._unconfirmed: list[_Unconfirmed] = []
+        """States stored whose changelog records are not acknowledged yet."""
+        self._resend: list[_Unconfirmed] = []
+
+    async def confirmed(self) -> None:
+        """Returns once the changelog holds every state stored so far: the
+        agent acks its input only then, so a crash never commits past a
+        state the changelog lacks. If a send failed it raises, and the next
+        call sends those keys again first, each with what the table holds
+        now (the newest, so a resent older state can never land after a
+        newer one)."""
+        if self._resend:
+            keys: dict[tuple[int, int], tuple[MutableMapping[bytes, bytes], int, set[bytes]]] = {}
+            for entry in self._resend:
+                held = keys.setdefault((id(entry.table), entry.partition),
+                                       (entry.table, entry.partition, set()))
+                held[2].update(entry.keys)
+            self._resend = []
+            for table, partition, resent in keys.values():
+                writes = {key: table.get(key) for key in sorted(resent)}
+                self._unconfirmed.append(_Unconfirmed(
+                    await self.persist(table, writes, partition), table, list(writes), partition))
+        pending, self._unconfirmed = self._unconfirmed, []
+        results = await asyncio.gather(*(entry.sent for entry in pending), return_exceptions=True)
+        failed = [entry for entry, result in zip(pending, results, strict=True)
+                  if isinstance(result, BaseException)]
+        if failed:
+            self._resend = failed
+            error = next(r for r in results if isinstance(r, BaseException))
+            raise error
 
     def _in_use(self) -> bool:
         """A core call runs in the offload thread, or a unit was applied
@@ -341,13 +372,18 @@ class NativeStateProcessor:
         publish: Publish,
     ) -> None:
         """As ``StateProcessor._finish``: publishes (held alerts as the
-        policy decides), waits for the acks, then stores the states."""
+        policy decides), waits for the acks, then stores the states; the
+        changelog's answer is waited for by ``confirmed``, so the next unit
+        goes on meanwhile."""
         await publish_decided(
             self.policy, held, out, publish,
             lambda record: self._alert_out(record.opportunity_id.encode(),
                                            record.model_dump_json().encode(), record.kind,
                                            record.rule_id, out))
-        await self.persist(table, {key: stored for key, stored, *_ in states}, partition)
+        writes = {key: stored for key, stored, *_ in states}
+        self._unconfirmed.append(
+            _Unconfirmed(await self.persist(table, writes, partition), table, list(writes),
+                         partition))
         index = self.index
         for key, _, _, _, due, *_ in states:
             index.set(partition, key, due)
@@ -359,6 +395,16 @@ class NativeStateProcessor:
         unit went on), as ``StateProcessor._dead_letter`` sends it."""
         log.error("native core rejected a change of %r: %s", key, why)
         return processing_dead_letter(self.topics.dead_letter, key, raw, why[:2000], partition)
+
+
+@dataclass
+class _Unconfirmed:
+    """States stored and sent to the changelog, not acknowledged yet."""
+
+    sent: Awaitable[None]
+    table: MutableMapping[bytes, bytes]
+    keys: list[bytes]
+    partition: int
 
 
 @dataclass

@@ -266,7 +266,7 @@ class StateProcessor:
         for key, state in dirty.items():
             state.next_due_ms = engine.next_due(state, now_ms)
             writes[key] = dump_state(state)
-        await self.persist(table, writes, partition)
+        await (await self.persist(table, writes, partition))
         cache = self.cache
         for key, state in dirty.items():
             if len(cache) >= self.CACHE_LIMIT:

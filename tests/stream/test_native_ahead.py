@@ -159,3 +159,54 @@ def test_inline_the_next_unit_is_not_applied_ahead() -> None:
                                                                stage="Solution")])])
     asyncio.run(inline.handle_changes(one, 0, {}, Recorder([]), then=two))
     assert inline._ahead is None
+
+
+class FlakyChangelog:
+    """A ``Persist`` over a dict whose changelog refuses the sends of the
+    units named in ``refuse`` (by their order), and notes what was sent."""
+
+    def __init__(self, refuse: set[int]) -> None:
+        self.refuse = refuse
+        self.sent: list[dict[bytes, bytes | None]] = []
+
+    async def __call__(self, table: Any, writes: Any, partition: int) -> asyncio.Future[None]:
+        for key, value in writes.items():
+            table[key] = value
+        number = len(self.sent)
+        self.sent.append(dict(writes))
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if number in self.refuse:
+            answer.set_exception(ConnectionError("changelog unavailable"))
+        else:
+            answer.set_result(None)
+        return answer
+
+
+def test_a_refused_changelog_send_is_sent_again_with_the_newest_states() -> None:
+    """The agent goes on before the changelog answers; ``confirmed`` says
+    whether everything stored so far is in it, and sends again what was
+    refused, each key with what the table holds now (never an older state
+    after a newer one)."""
+    changelog = FlakyChangelog(refuse={0})
+    native = NativeStateProcessor(RULES["default"], processors(RULES["default"])[1].topics, 3,
+                                  persist=changelog)
+    table: dict[bytes, bytes] = {}
+    first = messages.RawChanges([messages.encode_changes(
+        [change(0, opp="006C", **HEALTHY_DISCOVERY), change(0, opp="006D", **HEALTHY_DISCOVERY)])])
+    second = messages.RawChanges([messages.encode_changes([change(1, opp="006C",
+                                                                  stage="Solution")])])
+
+    async def scenario() -> None:
+        await native.handle_changes(first, 0, table, Recorder([]))
+        await native.handle_changes(second, 0, table, Recorder([]))
+        with pytest.raises(ConnectionError):
+            await native.confirmed()
+        await native.confirmed()  # sends the refused keys again, and they are taken
+        await native.confirmed()  # nothing left to send
+
+    asyncio.run(scenario())
+    assert [sorted(sent) for sent in changelog.sent] == [[b"006C", b"006D"], [b"006C"],
+                                                         [b"006C", b"006D"]]
+    # 006C went again as it is after the second unit, not as the first left it.
+    assert changelog.sent[2][b"006C"] == changelog.sent[1][b"006C"] == table[b"006C"]
+    assert changelog.sent[2][b"006D"] == changelog.sent[0][b"006D"]
