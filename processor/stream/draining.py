@@ -56,7 +56,7 @@ class Drained(AsyncIterator[list[T]]):
     ``events`` is read by a task of its own into a queue of ``limit``, so what
     is waiting can be seen without blocking on a stream that has nothing
     more; an error of that reader is raised here. ``ready`` takes what has
-    come meanwhile, without waiting, for a reader that wants to see ahead."""
+    come meanwhile, without waiting."""
 
     def __init__(self, events: AsyncIterator[T], limit: int = MAX_MESSAGES) -> None:
         self.limit = limit
@@ -249,19 +249,11 @@ async def run_state_agent(
                     return False
             return True
 
-    async def handle_queued(events: list[Any], source: Drained[Any]) -> None:
+    async def handle_queued(events: list[Any]) -> None:
         moved: set[int] = set()
         handled: list[Any] = []
         queued = units(events, processor.decode)
-        taken = len(events)
-        for index, unit in enumerate(queued):  # (grows while it is walked)
-            if index == len(queued) - 1 and taken < 2 * source.limit:
-                # The last unit: what came meanwhile is handled in this
-                # round too, so the core applies the next unit while this
-                # one is published (and the round's acks wait a little more).
-                more = source.ready(source.limit)
-                taken += len(more)
-                queued.extend(units(more, processor.decode))
+        for index, unit in enumerate(queued):
             if unit.partition in moved:
                 continue  # its earlier unit was left unacked: so is the rest
             metrics.STATE_UNIT_MESSAGES.observe(len(unit.events))
@@ -281,9 +273,5 @@ async def run_state_agent(
         for event in handled:
             await manual.ack(event)
 
-    source: Drained[Any] = Drained(manual.events())
-    try:
-        async for events in source:
-            await handle_queued(events, source)
-    finally:
-        await source.aclose()
+    async for events in drained(manual.events()):
+        await handle_queued(events)
