@@ -20,22 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from processor.devstack._proc import terminate_group
+from processor.settings import Topics
 
 VENV_BIN = Path(sys.executable).parent
 HYGIENE = str(VENV_BIN / "hygiene")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-TOPIC_FIELDS = (
-    "changes",
-    "alerts",
-    "digests",
-    "stage_history",
-    "rollups",
-    "overrides",
-    "override_log",
-    "commands",
-    "dead_letter",
-)
+TOPIC_FIELDS = tuple(name for name in Topics.model_fields if name != "inputs")
+"""Every topic a worker writes, renamed per run (``WorkerEnv.topic``). Taken
+from the settings, so a topic added there is never shared between runs: until
+2026-11-25 the owner-queue, rollup-member and rollup-row topics were missing
+here, and each worker run read every earlier run's regroup messages first."""
 
 
 def exit_on_sigterm() -> None:
