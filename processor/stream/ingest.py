@@ -4,9 +4,11 @@ A plain aiokafka loop in batches: decode every message of a fetch, route the
 changes by opportunity id, send one message per partition, wait for the acks,
 then commit the input offsets. A crash before the commit replays the batch,
 which the engine absorbs (events are deduplicated by id and ordered by event
-time), so nothing is lost and nothing is double-counted. A send the broker
+time), so nothing is lost and nothing is double-counted. The next fetched batch
+is decoded (in the decoder's thread) while one is sent and acknowledged, and
+sent only after it; each batch commits exactly its own offsets. A send the broker
 refuses makes the whole batch go again, with backoff, before anything after
-it is fetched (its dead letters may then be repeated).
+it is sent (its dead letters may then be repeated).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -28,7 +31,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped, unused-ignore]
 from processor.settings import Settings
 from processor.sources.base import Reject
 from processor.sources.mapping import FieldMappings
-from processor.sources.native import Decoder
+from processor.sources.native import Decoder, Routed
 from processor.stream import metrics
 from processor.stream.failures import retried, send_dead_letter
 from processor.stream.kafka import aiokafka_options
@@ -76,14 +79,27 @@ class Ingest:
         await producer.start()
         await consumer.start()
         try:
+            batch: _Batch | None = None
             while not self._stopping.is_set():
-                fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
-                if not fetched:
+                if batch is None:
+                    fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    if not fetched:
+                        continue
+                    batch = self._decode(fetched)
+                # What is fetched already is decoded (in the decoder's thread)
+                # while this batch is sent and acknowledged; it is sent only
+                # after this one is, so the order on the topic stays.
+                following = await consumer.getmany(timeout_ms=0, max_records=5000)
+                upcoming = self._decode(following) if following else None
+                if not await self._route(batch, producer, consumer):
+                    # Partitions moved or stopping: not committed, read again
+                    # (by whoever owns them), and what came after as well.
+                    if upcoming is not None:
+                        upcoming.discard()
+                    batch = None
                     continue
-                if not await self._route(fetched, producer, consumer):
-                    continue  # partitions moved or stopping: not committed, read again
                 try:
-                    await consumer.commit()
+                    await consumer.commit(batch.offsets)
                 except (CommitFailedError, IllegalStateError) as exc:
                     # The group rebalanced while the batch was routed (a worker
                     # joined or left): its partitions may be another member's
@@ -92,26 +108,36 @@ class Ingest:
                     # raising would crash the whole worker.
                     log.warning("input offsets not committed, the batch will be read "
                                 "again: %s", exc)
-                    continue
-                self.batches += 1
+                else:
+                    self.batches += 1
+                batch = upcoming
         finally:
             await consumer.stop()
             await producer.stop()
 
-    async def _route(self, fetched: dict[Any, list[Any]], producer: Any, consumer: Any) -> bool:
-        """Routes the batch, again and again while the broker refuses a send
+    def _decode(self, fetched: dict[Any, list[Any]]) -> _Batch:
+        inputs = [(tp, record) for tp, records in fetched.items() for record in records]
+        # Decoded, routed and joined into internal messages in one native
+        # call: no change becomes a Python object here.
+        routing = self._offload.submit(self.decoder.route_many,
+                                       [record.value or b"" for _, record in inputs],
+                                       self.partitions, CHUNK_BYTES)
+        return _Batch(fetched, inputs, routing)
+
+    async def _route(self, batch: _Batch, producer: Any, consumer: Any) -> bool:
+        """Sends the batch, again and again while the broker refuses a send
         (``processor.stream.failures.retried``): skipping it would lose it,
         because the next batch's commit would pass it."""
-        tps = list(fetched)
-        first = min(records[0].offset for records in fetched.values())
-        what = f"a batch of {sum(map(len, fetched.values()))} inputs from {tps[0].topic}@{first}"
+        tps = list(batch.fetched)
+        first = min(records[0].offset for records in batch.fetched.values())
+        what = f"a batch of {len(batch.inputs)} inputs from {tps[0].topic}@{first}"
 
         def ours() -> bool:
             assignment = consumer.assignment()
             return not self._stopping.is_set() and all(tp in assignment for tp in tps)
 
         async def attempt() -> None:
-            await self._handle(fetched, producer)
+            await self._handle(batch, producer)
 
         return await retried(attempt, "ingest", what, ours, sleep=self._sleep)
 
@@ -120,15 +146,11 @@ class Ingest:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _handle(self, fetched: dict[Any, list[Any]], producer: Any) -> None:
+    async def _handle(self, batch: _Batch, producer: Any) -> None:
         topics = self.topics
         pending: list[Awaitable[Any]] = []
-        inputs = [(tp, record) for tp, records in fetched.items() for record in records]
-        # Decoded, routed and joined into internal messages in one native
-        # call: no change becomes a Python object here.
-        routed = await self._offload(self.decoder.route_many,
-                                     [record.value or b"" for _, record in inputs],
-                                     self.partitions, CHUNK_BYTES)
+        inputs = batch.inputs
+        routed = await batch.routing
         for partition, message in routed.messages:
             pending.append(await producer.send(topics.changes, message, partition=partition))
         rejected = [(reject, *inputs[index]) for index, reject in routed.rejects]
@@ -151,6 +173,25 @@ class Ingest:
         metrics.IGNORED_EVENTS.inc(ignored)
         for reject, _, _ in rejected:
             metrics.DEAD_LETTERS.labels(reason=reject.reason).inc()
+
+
+@dataclass
+class _Batch:
+    """A fetched batch and its decoding, started as soon as it was fetched."""
+
+    fetched: dict[Any, list[Any]]
+    inputs: list[tuple[Any, Any]]
+    routing: asyncio.Future[Routed]
+
+    @property
+    def offsets(self) -> dict[Any, int]:
+        """What to commit once the batch is sent: exactly its own offsets
+        (the consumer's position may be past it, at the batch decoded next)."""
+        return {tp: records[-1].offset + 1 for tp, records in self.fetched.items()}
+
+    def discard(self) -> None:
+        # Its decoding may still run (or have failed): nobody will ask.
+        self.routing.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 CHUNK_BYTES = 768 * 1024
