@@ -130,11 +130,12 @@ class NativeStateProcessor:
                 held = keys.setdefault((id(entry.table), entry.partition),
                                        (entry.table, entry.partition, set()))
                 held[2].update(entry.keys)
-            self._resend = []
             for table, partition, resent in keys.values():
                 writes = {key: table.get(key) for key in sorted(resent)}
                 self._unconfirmed.append(_Unconfirmed(
                     await self.persist(table, writes, partition), table, list(writes), partition))
+            # Only now: a send refused on the spot leaves every key to resend.
+            self._resend = []
         pending, self._unconfirmed = self._unconfirmed, []
         results = await asyncio.gather(*(entry.sent for entry in pending), return_exceptions=True)
         failed = [entry for entry, result in zip(pending, results, strict=True)

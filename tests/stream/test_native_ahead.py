@@ -210,3 +210,30 @@ def test_a_refused_changelog_send_is_sent_again_with_the_newest_states() -> None
     # 006C went again as it is after the second unit, not as the first left it.
     assert changelog.sent[2][b"006C"] == changelog.sent[1][b"006C"] == table[b"006C"]
     assert changelog.sent[2][b"006D"] == changelog.sent[0][b"006D"]
+
+
+def test_a_resend_refused_on_the_spot_is_tried_again() -> None:
+    """The resend itself can fail before any answer (the producer refuses
+    the send): every refused key stays to be sent again."""
+    changelog = FlakyChangelog(refuse={0})
+    native = NativeStateProcessor(RULES["default"], processors(RULES["default"])[1].topics, 3,
+                                  persist=changelog)
+    table: dict[bytes, bytes] = {}
+    one = messages.RawChanges([messages.encode_changes([change(0, opp="006E",
+                                                               **HEALTHY_DISCOVERY)])])
+
+    async def refusing(table: Any, writes: Any, partition: int) -> asyncio.Future[None]:
+        raise ConnectionError("producer closed")
+
+    async def scenario() -> None:
+        await native.handle_changes(one, 0, table, Recorder([]))
+        with pytest.raises(ConnectionError):
+            await native.confirmed()
+        native.persist = refusing
+        with pytest.raises(ConnectionError, match="producer closed"):
+            await native.confirmed()
+        native.persist = changelog
+        await native.confirmed()
+
+    asyncio.run(scenario())
+    assert [sorted(sent) for sent in changelog.sent] == [[b"006E"], [b"006E"]]
