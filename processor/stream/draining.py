@@ -50,70 +50,43 @@ per input message against 151-172 for 16, for about 40 MiB more memory;
 64 was no clearer a gain and used 580 MiB."""
 
 
-class Drained(AsyncIterator[list[T]]):
+async def drained(events: AsyncIterator[T], limit: int = MAX_MESSAGES) -> AsyncIterator[list[T]]:
     """Lists of the events already waiting (at least one, at most ``limit``).
 
     ``events`` is read by a task of its own into a queue of ``limit``, so what
     is waiting can be seen without blocking on a stream that has nothing
-    more; an error of that reader is raised here. ``ready`` takes what has
-    come meanwhile, without waiting."""
+    more; an error of that reader is raised here."""
+    queue: asyncio.Queue[T] = asyncio.Queue(maxsize=limit)
 
-    def __init__(self, events: AsyncIterator[T], limit: int = MAX_MESSAGES) -> None:
-        self.limit = limit
-        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=limit)
-        self._events = events
-        self._pumping: asyncio.Future[None] | None = None
-        self._getter: asyncio.Future[T] | None = None
+    async def pump() -> None:
+        async for event in events:
+            await queue.put(event)
 
-    async def _pump(self) -> None:
-        async for event in self._events:
-            await self._queue.put(event)
-
-    def ready(self, limit: int) -> list[T]:
-        queue = self._queue
-        taken: list[T] = []
-        while len(taken) < limit and not queue.empty():
-            taken.append(queue.get_nowait())
-        return taken
-
-    async def __anext__(self) -> list[T]:
-        if self._pumping is None:
-            self._pumping = asyncio.ensure_future(self._pump())
-        queue, pumping = self._queue, self._pumping
-        try:
+    pumping = asyncio.ensure_future(pump())
+    getter: asyncio.Future[T] | None = None
+    try:
+        while True:
             if queue.empty():
-                self._getter = getter = asyncio.ensure_future(queue.get())
-                waiting: set[asyncio.Future[Any]] = {getter, pumping}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                self._getter = None
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, pumping}, return_when=asyncio.FIRST_COMPLETED)
                 if not getter.done():
                     getter.cancel()
                     pumping.result()  # the reader's error, if it failed
-                    raise StopAsyncIteration  # the stream ended
+                    return  # the stream ended
                 first = getter.result()
+                getter = None
             else:
                 first = queue.get_nowait()
-        except BaseException:
-            await self.aclose()
-            raise
-        return [first, *self.ready(self.limit - 1)]
-
-    async def aclose(self) -> None:
-        for task in (self._getter, self._pumping):
+            batch = [first]
+            while len(batch) < limit and not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
+    finally:
+        for task in (getter, pumping):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-
-
-async def drained(events: AsyncIterator[T], limit: int = MAX_MESSAGES) -> AsyncIterator[list[T]]:
-    """``Drained`` as a generator, closed with it."""
-    source = Drained(events, limit)
-    try:
-        async for batch in source:
-            yield batch
-    finally:
-        await source.aclose()
 
 
 @dataclass

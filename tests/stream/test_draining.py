@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from processor.stream import messages
-from processor.stream.draining import Drained, drained, units
+from processor.stream.draining import drained, units
 from schemas import OpportunityChange
 
 
@@ -112,31 +112,3 @@ def test_units_merge_runs_of_change_batches_per_partition_in_order() -> None:
         (1, [5], 5, "ChangeBatch", ["x"]),
     ]
 
-
-def test_ready_takes_what_came_meanwhile_and_never_waits() -> None:
-    async def main() -> tuple[list[int], list[int], list[int], list[int]]:
-        release = asyncio.Event()
-
-        async def source() -> AsyncIterator[int]:
-            yield 1
-            await release.wait()
-            for i in (2, 3, 4):
-                yield i
-
-        drain = Drained(source(), 8)
-        try:
-            first = await drain.__anext__()
-            nothing_yet = drain.ready(8)
-            release.set()
-
-            async def queued(n: int) -> None:
-                while drain._queue.qsize() < n:
-                    await asyncio.sleep(0)
-
-            await asyncio.wait_for(queued(3), 5)
-            return first, nothing_yet, drain.ready(2), drain.ready(8)
-        finally:
-            await drain.aclose()
-
-    first, nothing_yet, two, rest = asyncio.run(main())
-    assert (first, nothing_yet, two, rest) == ([1], [], [2, 3], [4])
