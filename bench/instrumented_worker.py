@@ -170,9 +170,6 @@ class _TimedOffload:
         future.add_done_callback(lambda _: _add(name, time.perf_counter() - start))
         return future
 
-    async def __call__(self, call: Any, *args: Any) -> Any:
-        return await self.submit(call, *args)
-
 
 if __name__ == "__main__":
     install()

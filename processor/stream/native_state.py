@@ -125,15 +125,11 @@ class NativeStateProcessor:
         now (the newest, so a resent older state can never land after a
         newer one)."""
         if self._resend:
-            keys: dict[tuple[int, int], tuple[MutableMapping[bytes, bytes], int, set[bytes]]] = {}
             for entry in self._resend:
-                held = keys.setdefault((id(entry.table), entry.partition),
-                                       (entry.table, entry.partition, set()))
-                held[2].update(entry.keys)
-            for table, partition, resent in keys.values():
-                writes = {key: table.get(key) for key in sorted(resent)}
+                writes = {key: entry.table.get(key) for key in entry.keys}
                 self._unconfirmed.append(_Unconfirmed(
-                    await self.persist(table, writes, partition), table, list(writes), partition))
+                    await self.persist(entry.table, writes, entry.partition), entry.table,
+                    entry.keys, entry.partition))
             # Only now: a send refused on the spot leaves every key to resend.
             self._resend = []
         pending, self._unconfirmed = self._unconfirmed, []

@@ -28,7 +28,6 @@ class Offload:
     ``threaded`` is false), awaited from the event loop."""
 
     def __init__(self, name: str, *, threaded: bool = True) -> None:
-        self.name = name
         self._pool = (concurrent.futures.ThreadPoolExecutor(max_workers=1,
                                                             thread_name_prefix=name)
                       if threaded else None)
@@ -63,6 +62,3 @@ class Offload:
         last = self._last
         if last is not None and not last.done():
             await asyncio.wait([asyncio.wrap_future(last)])
-
-    async def __call__(self, call: Callable[..., T], *args: object) -> T:
-        return await self.submit(call, *args)
