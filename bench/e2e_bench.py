@@ -55,6 +55,7 @@ from benchkit import (
     metrics,
     rss_mib,
     stop_process,
+    thread_cpu_seconds,
 )
 from traffic import add_traffic_arguments, simulated
 
@@ -239,6 +240,7 @@ def worker_run(
             inp, applied = m.get(INPUT_METRIC, 0.0), m.get(APPLIED_METRIC, 0.0)
             if first is None and (inp > 0 or applied > 0):
                 first = (now, inp, applied, cpu_seconds(proc.pid), cpu_seconds(broker_pid))
+                threads0 = thread_cpu_seconds(proc.pid)
                 result["startup_s"] = round(now - launched, 2)
                 if profile is not None:
                     seconds, out = profile
@@ -280,6 +282,7 @@ def worker_run(
                 )
             time.sleep(0.05)
         done, cpu_done, broker_done = now, cpu_seconds(proc.pid), cpu_seconds(broker_pid)
+        threads = thread_cpu_seconds(proc.pid)
         assert first is not None
         t0, inp0, applied0, cpu0, broker0 = first
         wall = done - t0
@@ -303,6 +306,11 @@ def worker_run(
                     else None
                 ),
                 "rss_mib": rss_mib(proc.pid),
+                "thread_cpu_s": {
+                    name: round(seconds - threads0.get(name, 0.0), 2)
+                    for name, seconds in sorted(threads.items())
+                    if seconds - threads0.get(name, 0.0) >= 0.01
+                },
             }
         )
         result["timeline_t_input_applied_cpu"] = timeline
@@ -431,13 +439,15 @@ def main() -> None:
     parser.add_argument(
         "--instrument",
         action="store_true",
-        help="extra worker run under bench/instrumented_worker.py (stage timers)",
+        help="extra worker run under bench/instrumented_worker.py (stage timers); "
+        "with the policy in it when --policy is on or both",
     )
     parser.add_argument(
         "--profile-seconds",
         type=int,
         default=0,
-        help="extra worker run under py-spy for this many seconds",
+        help="extra worker run under py-spy for this many seconds (with the policy "
+        "when --policy is on or both)",
     )
     parser.add_argument(
         "--out",
@@ -529,6 +539,7 @@ def main() -> None:
                 args.worker_timeout,
                 args.changes_max_message_bytes,
                 instrument=args.out / f"worker-instrument-{stamp}.json",
+                extra_env=policy_redis.env(f"bench-{stamp}-instr") if policy_redis else None,
             )
         if args.profile_seconds:
             raw_profile = args.out / f"worker-profile-{stamp}.txt"
@@ -543,6 +554,7 @@ def main() -> None:
                 args.worker_timeout,
                 args.changes_max_message_bytes,
                 profile=(args.profile_seconds, raw_profile),
+                extra_env=policy_redis.env(f"bench-{stamp}-prof") if policy_redis else None,
             )
             summary["profile"] = str(raw_profile)
     finally:

@@ -67,6 +67,7 @@ def timed_async(name: str, fn: Any) -> Any:
 
 
 def install() -> None:
+    from processor.alerts.shell import AlertPolicy
     from processor.core.engine import Engine
     from processor.sources.native import Decoder
     from processor.stream import changelog, ingest, native_state, owner_queues, rollups, state
@@ -77,6 +78,8 @@ def install() -> None:
     native = native_state.NativeStateProcessor
     native._regroup = timed("agent._regroup(native)", native._regroup)  # type: ignore[method-assign]
     native._applied = timed_async("agent._applied(waiting for the core)", native._applied)  # type: ignore[method-assign]
+    native._collect = timed("agent._collect(records, alerts held)", native._collect)  # type: ignore[method-assign]
+    AlertPolicy.decide = timed_async("policy.decide(Redis call)", AlertPolicy.decide)  # type: ignore[method-assign]
     native.confirmed = timed_async("agent.confirmed(changelog acks of a round)", native.confirmed)  # type: ignore[method-assign]
     original_init = native.__init__
 
