@@ -119,6 +119,15 @@ class Settings(BaseSettings):
         description="Run the native calls (ingest's decoding, the native core's apply) in "
         "threads beside the event loop, where they use a second core; false: on the loop.",
     )
+    gil_switch_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="With native_threads: how long the event loop may hold the GIL while a "
+        "native call's thread waits for it (Python's switch interval; Python's default is 5). "
+        "The core's thread needs it briefly at the start and end of each call, and the state "
+        "agent waits for that call: 1 ms measured 7% more events/s than 5 on the benchmark.",
+    )
 
     # Weekly hygiene digests
     digest_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = Field(

@@ -22,6 +22,7 @@ from processor.stream.draining import run_state_agent
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.native_state import NativeStateProcessor
+from processor.stream.offload import hand_over_sooner
 from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.ownership import active_partitions
 from processor.stream.recovery import BulkRecovery, RecoveryTableManager
@@ -43,6 +44,8 @@ class Worker:
     def __init__(self, settings: Settings, rules: RuleSet | None = None) -> None:
         self.settings = settings
         self.rules = rules or load_rules(settings.rules_file)
+        if settings.native_threads:
+            hand_over_sooner(settings.gil_switch_ms)
         topics = settings.topics
         self.app = app = faust.App(
             settings.app_id,

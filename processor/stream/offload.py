@@ -67,6 +67,17 @@ class Offload:
             await asyncio.wait([asyncio.wrap_future(last)])
 
 
+def hand_over_sooner(switch_ms: float) -> None:
+    """Sets Python's switch interval: how long a thread that holds the GIL
+    (the event loop, nearly always busy under load) keeps it while another
+    waits. An offloaded call takes the GIL to start, to read the states it
+    lacks and to return its results, and its awaiter waits for each
+    handover: at Python's 5 ms the core's thread ran about twice as long as
+    its CPU time (``bench/README.md``, session 9). Process-wide, so set
+    once, by the worker."""
+    sys.setswitchinterval(switch_ms / 1000)
+
+
 _PR_SET_NAME = 15
 
 

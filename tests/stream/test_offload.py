@@ -8,8 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from processor.stream.offload import Offload
+from processor.settings import Settings
+from processor.stream.offload import Offload, hand_over_sooner
 
 
 def test_calls_run_in_one_thread_in_order() -> None:
@@ -55,3 +57,34 @@ def test_the_thread_has_its_name_at_the_os() -> None:
         return await Offload("hygiene-core").submit(os_name)
 
     assert asyncio.run(scenario()) == "hygiene-core"
+
+
+def test_the_switch_interval_is_set_in_milliseconds() -> None:
+    before = sys.getswitchinterval()
+    try:
+        hand_over_sooner(1.0)
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    finally:
+        sys.setswitchinterval(before)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "500"])
+def test_a_switch_interval_out_of_range_is_refused_by_name(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HYGIENE_GIL_SWITCH_MS", bad)
+    with pytest.raises(ValidationError, match="gil_switch_ms"):
+        Settings()
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_the_worker_sets_it_only_with_native_threads(threads: bool, tmp_path: Path) -> None:
+    from processor.stream.app import Worker
+
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        Worker(Settings(native_threads=threads, gil_switch_ms=2, data_dir=tmp_path))
+        assert sys.getswitchinterval() == pytest.approx(0.002 if threads else 0.005)
+    finally:
+        sys.setswitchinterval(before)
