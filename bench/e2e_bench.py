@@ -280,7 +280,10 @@ def worker_run(
                     f"no progress for 30s at input={inp:.0f} applied={applied:.0f}"
                     f" (want {n_messages}/{n_changes}); see {log_path}"
                 )
-            time.sleep(0.05)
+            # Every scrape renders the whole /metrics page on the worker's
+            # event loop (about 4% of its busy time at 20 a second): fine-
+            # grained only where a time is read, the start and the end.
+            time.sleep(0.05 if first is None or ingest_done is not None else 0.25)
         done, cpu_done, broker_done = now, cpu_seconds(proc.pid), cpu_seconds(broker_pid)
         threads = thread_cpu_seconds(proc.pid)
         assert first is not None
