@@ -62,6 +62,7 @@ from traffic import add_traffic_arguments, simulated
 HERE = Path(__file__).resolve().parent
 ENGINES = {
     "native": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_NATIVE_THREADS": "true"},
+    "native-unpacked": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_PACK_CHANGES": "false"},
     "native-inline": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_NATIVE_THREADS": "false"},
     "python": {"HYGIENE_NATIVE_CORE": "false", "HYGIENE_NATIVE_THREADS": "true"},
 }

@@ -1,6 +1,7 @@
 """Native decoders for the streaming CRM formats (see native/decode/STATUS.md)."""
 
 MAX_BYTES: int
+PACKED_MARKER: bytes
 
 class Decoder:
     def __init__(self, mappings_json: bytes, max_bytes: int = 1_048_576) -> None:
@@ -14,10 +15,17 @@ class Decoder:
     ) -> list[tuple[list[bytes], int, list[tuple[str, str]]]]: ...
 
     def route_many(
-        self, raws: list[bytes], partitions: int, limit: int
+        self, raws: list[bytes], partitions: int, limit: int, pack: bool = False
     ) -> tuple[list[tuple[int, bytes]], int, list[tuple[int, str, str]]]:
         """(internal messages as (partition, bytes), ignored events,
-        [(message index, reason, error)])."""
+        [(message index, reason, error)]); ``pack``: each message packed."""
 
 def partition_of(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2) on ``key``."""
+
+def unpack(raw: bytes) -> bytes:
+    """A ``hygiene.changes`` message's JSON: inflated when packed, else
+    ``raw``; ``ValueError`` when a packed message does not inflate."""
+
+def pack(json: bytes) -> bytes:
+    """``json`` packed as ingest packs the messages it routes."""

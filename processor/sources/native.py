@@ -57,10 +57,13 @@ class Decoder:
         changes, ignored, rejects = self._native.decode(raw)
         return Decoded(changes, rejects_of(raw, rejects), ignored)
 
-    def route_many(self, raws: list[bytes], partitions: int, limit: int) -> Routed:
+    def route_many(
+        self, raws: list[bytes], partitions: int, limit: int, *, pack: bool = False
+    ) -> Routed:
         """Decoded and routed in one call: a change's JSON is never a Python
-        object (ingest's hot path)."""
-        messages, ignored, dead = self._native.route_many(raws, partitions, limit)
+        object (ingest's hot path). ``pack``: each message LZ4-packed
+        (``processor.stream.messages``), in the same call."""
+        messages, ignored, dead = self._native.route_many(raws, partitions, limit, pack)
         rejects = [(index, reject) for index, reason, error in dead
                    for reject in rejects_of(raws[index], [(reason, error)])]
         return Routed(messages, rejects, ignored)

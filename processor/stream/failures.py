@@ -32,7 +32,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped, unused-ignore]
 
-from processor.stream import metrics
+from processor.stream import messages, metrics
 from processor.stream.ownership import still_owns
 from schemas import DeadLetter
 from schemas.deadletter import ORIGINAL_KEPT_BYTES
@@ -137,7 +137,7 @@ def _where(origin: Origin) -> str:
 def dead_letter(origin: Origin, exc: BaseException, keep: int = ORIGINAL_KEPT_BYTES) -> DeadLetter:
     return DeadLetter.of(
         "processing_error", f"{origin.agent}: {_describe(exc)}"[:2000], source=origin.topic,
-        original=origin.value, received_at=datetime.now(UTC), key=origin.key,
+        original=messages.readable(origin.value), received_at=datetime.now(UTC), key=origin.key,
         partition=origin.partition, offset=origin.offset, keep=keep)
 
 

@@ -3,6 +3,10 @@
 One message carries a batch of normalized changes for one partition, or a
 sweep tick. Validated from bytes with pydantic on the way in, because it
 crosses a process boundary like any other record.
+
+Ingest packs the change batches it routes (LZ4, behind a 4-byte marker:
+``native/decode/src/packed.rs``, ``HYGIENE_PACK_CHANGES``); every reader
+here takes packed and plain messages alike.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import Field, TypeAdapter
 
+from processor import hygiene_decode
 from schemas import OpportunityChange, Record
+
+PACKED_MARKER: bytes = hygiene_decode.PACKED_MARKER
 
 
 class ChangeBatch(Record):
@@ -48,7 +55,22 @@ def encode_sweep(at_ms: int) -> bytes:
 
 
 def decode(raw: bytes) -> ChangeBatch | SweepTick:
-    return _ADAPTER.validate_json(raw)
+    return _ADAPTER.validate_json(unpacked(raw))
+
+
+def unpacked(raw: bytes) -> bytes:
+    """The message's JSON (inflated if ingest packed it); a packed message
+    that does not inflate raises ``ValueError``."""
+    return hygiene_decode.unpack(raw) if raw.startswith(PACKED_MARKER) else raw
+
+
+def readable(raw: bytes) -> bytes:
+    """What a dead letter keeps of a message: its JSON when it is a packed
+    batch that inflates (readable, and re-driven as it is), else the bytes."""
+    try:
+        return unpacked(raw)
+    except ValueError:
+        return raw
 
 
 _CHANGES_PREFIX = b'{"kind":"changes","changes":['
@@ -64,10 +86,11 @@ class RawChanges:
 
 def decode_raw(raw: bytes) -> RawChanges | SweepTick:
     """``decode`` for the native state processor: a batch as written by
-    ``encode_change_bytes`` is passed on unread (a malformed one fails in the
-    core, and is dead-lettered on its own like one that does not decode);
+    ``encode_change_bytes``, packed or not, is passed on unread (a malformed
+    one fails in the core, and is dead-lettered on its own like one that
+    does not decode);
     anything else is validated, a batch written otherwise re-encoded."""
-    if raw.startswith(_CHANGES_PREFIX):
+    if raw.startswith(_CHANGES_PREFIX) or raw.startswith(PACKED_MARKER):
         return RawChanges([raw])
     decoded = decode(raw)
     if isinstance(decoded, ChangeBatch):

@@ -15,7 +15,14 @@ from processor.rules import default_rules
 from processor.simulate import simulate
 from processor.sources.mapping import FieldMappings
 from processor.sources.native import Decoder
-from processor.stream.messages import ChangeBatch, decode, encode_change_bytes
+from processor.stream.messages import (
+    PACKED_MARKER,
+    ChangeBatch,
+    decode,
+    encode_change_bytes,
+    readable,
+    unpacked,
+)
 from processor.stream.routing import Partitioner
 
 hygiene_decode = pytest.importorskip("processor.hygiene_decode")
@@ -76,6 +83,31 @@ def test_route_many_is_decode_route_and_join(partitions: int, limit: int) -> Non
     assert routed.ignored == sum(d.ignored for d in decoded)
     assert routed.rejects == [(i, r) for i, d in enumerate(decoded) for r in d.rejects]
     assert [i for i, _ in routed.rejects] == [500, 501, 502]
+
+
+def test_packed_routing_is_the_same_messages_packed() -> None:
+    rules = default_rules()
+    sim = simulate(opportunities=100, days=30, seed=5, fmt="mixed",
+                   start=datetime(2026, 1, 1, tzinfo=UTC), rules=rules)
+    plain = Decoder(FieldMappings()).route_many(sim.events, 3, 64 * 1024)
+    packed = Decoder(FieldMappings()).route_many(sim.events, 3, 64 * 1024, pack=True)
+
+    assert [p for p, _ in packed.messages] == [p for p, _ in plain.messages]
+    assert all(m.startswith(PACKED_MARKER) for _, m in packed.messages)
+    assert [unpacked(m) for _, m in packed.messages] == [m for _, m in plain.messages]
+    assert [decode(m) for _, m in packed.messages] == [decode(m) for _, m in plain.messages]
+    # What it is for: the copy of the input on the internal topic shrinks.
+    assert sum(len(m) for _, m in packed.messages) * 3 < sum(len(m) for _, m in plain.messages)
+    assert (packed.ignored, packed.rejects) == (plain.ignored, plain.rejects)
+
+
+def test_a_packed_message_that_does_not_unpack_is_refused_and_kept_as_is() -> None:
+    message = hygiene_decode.pack(b'{"kind":"changes","changes":[]}' * 20)
+    broken = message[:-4]
+    with pytest.raises(ValueError, match="does not unpack"):
+        unpacked(broken)
+    assert readable(broken) == broken
+    assert readable(message) == unpacked(message)
 
 
 def test_no_partitions_is_refused() -> None:

@@ -136,3 +136,19 @@ def test_a_dead_letter_too_large_for_its_topic_is_sent_again_with_less_of_its_or
     letter = DeadLetter.model_validate_json(value)
     assert letter.truncated and letter.original_size == len(big.value)
     assert letter.original_value() == big.value[:FALLBACK_KEPT_BYTES]
+
+
+def test_a_packed_internal_message_is_dead_lettered_as_its_json() -> None:
+    from processor.stream.failures import dead_letter
+    from processor.stream.messages import PACKED_MARKER, unpacked
+
+    json = b'{"kind":"changes","changes":[' + b'{"opportunity_id":"006A"},' * 40 + b'{}]}'
+    from processor.hygiene_decode import pack
+
+    packed = pack(json)
+    assert packed.startswith(PACKED_MARKER)
+    origin = Origin("hygiene.state", "hygiene.changes", 0, 3, b"006A", packed)
+    letter = dead_letter(origin, ValueError("bad"))
+    assert letter.original_value() == unpacked(packed) == json
+    plain = Origin("hygiene.state", "hygiene.changes", 0, 3, b"006A", json)
+    assert dead_letter(plain, ValueError("bad")).original_value() == json

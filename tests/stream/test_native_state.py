@@ -219,6 +219,34 @@ def batch(*changes: OpportunityChange) -> messages.RawChanges:
     return messages.RawChanges([messages.encode_changes(list(changes))])
 
 
+def test_packed_messages_are_applied_as_the_plain_ones() -> None:
+    from processor.hygiene_decode import pack
+
+    units = schedule(traffic(RULES["default"], seed=6, fmt="mixed", opportunities=60),
+                     batch=40, per_unit=2, sweep_days=None)
+    outputs = []
+    for packed in (False, True):
+        _, native = processors(RULES["default"])
+        table: dict[bytes, bytes] = {}
+        sent = Recorder([])
+
+        async def scenario(native: NativeStateProcessor = native, table: dict[bytes, bytes] = table,
+                           sent: Recorder = sent, packed: bool = packed) -> None:
+            for offset, (partition, unit) in enumerate(units):
+                assert not isinstance(unit, messages.SweepTick)
+                raw = [messages.encode_changes(b) for b in unit]
+                if packed:
+                    raw = [pack(r) for r in raw]
+                merged = messages.RawChanges(
+                    [m for r in raw for m in native.decode(r).messages])  # type: ignore[union-attr]
+                await native.handle_changes(merged, partition, table, sent, offset=offset)
+
+        asyncio.run(scenario())
+        outputs.append((sent.published, table))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0]
+
+
 def test_a_failed_publish_leaves_the_table_and_the_core_as_they_were() -> None:
     log: list[tuple[str, Any]] = []
     table = Table(log)

@@ -120,7 +120,10 @@ pub fn light(state: &OpportunityState, only: Option<&[Name]>) -> Vec<u8> {
 pub fn split(messages: &[&[u8]]) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
     for (number, raw) in messages.iter().enumerate() {
-        let envelope: Envelope = serde_json::from_slice(raw)
+        // Ingest packs what it routes (`hygiene_decode::packed`).
+        let raw =
+            hygiene_decode::packed::unpack(raw).map_err(|e| format!("message {number}: {e}"))?;
+        let envelope: Envelope = serde_json::from_slice(&raw)
             .map_err(|e| format!("message {number} is not a change batch: {e}"))?;
         if envelope.kind != "changes" {
             return Err(format!(
@@ -468,6 +471,28 @@ mod tests {
             "fields": fields,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn split_reads_packed_and_plain_batches_alike() {
+        let one = change("ev-1", 2, healthy());
+        let two = change("ev-2", 3, json!({"stage": "Solution"}));
+        let plain = [
+            br#"{"kind":"changes","changes":["#.as_slice(),
+            &one,
+            b",",
+            &two,
+            b"]}",
+        ]
+        .concat();
+        let packed = hygiene_decode::packed::pack(&plain);
+        let expected = vec![one.clone(), two.clone()];
+        assert_eq!(split(&[&plain]).unwrap(), expected);
+        assert_eq!(split(&[&packed]).unwrap(), expected);
+        let broken = &packed[..packed.len() - 2];
+        assert!(split(&[&plain, broken])
+            .unwrap_err()
+            .starts_with("message 1: "));
     }
 
     fn healthy() -> Value {

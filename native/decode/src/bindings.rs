@@ -6,6 +6,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::detect::{self, Decoded};
 use crate::mapping::Mappings;
+use crate::packed;
 use crate::route;
 
 /// `route_many`'s (messages, ignored, rejects).
@@ -50,12 +51,14 @@ impl Decoder {
     /// (message index, reason, error)). Messages are the changes of one
     /// partition joined under `limit` bytes, in arrival order; partitions
     /// by Kafka's default partitioner on the opportunity id.
+    #[pyo3(signature = (raws, partitions, limit, pack = false))]
     fn route_many(
         &self,
         py: Python<'_>,
         raws: Vec<Bound<'_, PyBytes>>,
         partitions: u32,
         limit: usize,
+        pack: bool,
     ) -> PyResult<Routed> {
         if partitions == 0 {
             return Err(PyValueError::new_err("partitions must be at least 1"));
@@ -80,7 +83,13 @@ impl Decoder {
                         .map(|(reason, error)| (index, reason, error)),
                 );
             }
-            (router.finish(), ignored, rejects)
+            let mut joined = router.finish();
+            if pack {
+                for (_, message) in joined.iter_mut() {
+                    *message = packed::pack(message);
+                }
+            }
+            (joined, ignored, rejects)
         });
         let messages = joined
             .into_iter()
@@ -119,11 +128,28 @@ fn partition_of(key: &[u8], partitions: u32) -> PyResult<u32> {
     Ok(route::partition_of(key, partitions))
 }
 
+/// A `hygiene.changes` message's JSON: inflated when packed (see
+/// `packed.rs`), else the bytes as given.
+#[pyfunction]
+fn unpack<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let json = packed::unpack(raw).map_err(PyValueError::new_err)?;
+    Ok(PyBytes::new(py, &json))
+}
+
+/// `json` packed as ingest packs what it routes.
+#[pyfunction]
+fn pack<'py>(py: Python<'py>, json: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &packed::pack(json))
+}
+
 #[pymodule]
 fn hygiene_decode(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
     // Exported so that a test can hold it equal to detect.MAX_BYTES.
     module.add("MAX_BYTES", detect::MAX_BYTES)?;
     module.add_function(wrap_pyfunction!(partition_of, module)?)?;
+    module.add_function(wrap_pyfunction!(unpack, module)?)?;
+    module.add_function(wrap_pyfunction!(pack, module)?)?;
+    module.add("PACKED_MARKER", PyBytes::new(module.py(), packed::MARKER))?;
     Ok(())
 }

@@ -17,6 +17,7 @@ mod hubspot;
 mod isotime;
 mod json;
 pub mod mapping;
+pub mod packed;
 pub mod pyrepr;
 pub mod route;
 mod salesforce;
