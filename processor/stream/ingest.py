@@ -1,8 +1,9 @@
 """Ingest: CRM input topics -> normalized changes on ``hygiene.changes``.
 
 A plain aiokafka loop in batches: decode every message of a fetch, route the
-changes by opportunity id, send one message per partition, wait for the acks,
-then commit the input offsets. A crash before the commit replays the batch,
+changes by opportunity id, send one message per partition (LZ4-packed in the
+same native call, ``HYGIENE_PACK_CHANGES``), wait for the acks, then commit
+the input offsets. A crash before the commit replays the batch,
 which the engine absorbs (events are deduplicated by id and ordered by event
 time), so nothing is lost and nothing is double-counted. The next fetched batch
 is decoded (in the decoder's thread) while one is sent and acknowledged, and
