@@ -49,7 +49,7 @@ class Ingest:
         self.topics = settings.topics
         self.decoder = Decoder(mappings, max_bytes=settings.max_message_bytes)
         self.partitions = settings.partitions
-        self.pack = settings.pack_changes
+        self._route_many = partial(self.decoder.route_many, pack=settings.pack_changes)
         self.batches = 0
         self._stopping = asyncio.Event()
         self._offload = Offload("hygiene-ingest", threaded=settings.native_threads)
@@ -121,7 +121,7 @@ class Ingest:
         inputs = [(tp, record) for tp, records in fetched.items() for record in records]
         # Decoded, routed and joined into internal messages in one native
         # call: no change becomes a Python object here.
-        routing = self._offload.submit(partial(self.decoder.route_many, pack=self.pack),
+        routing = self._offload.submit(self._route_many,
                                        [record.value or b"" for _, record in inputs],
                                        self.partitions, CHUNK_BYTES)
         return _Batch(fetched, inputs, routing)

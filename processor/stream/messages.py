@@ -90,7 +90,7 @@ def decode_raw(raw: bytes) -> RawChanges | SweepTick:
     one fails in the core, and is dead-lettered on its own like one that
     does not decode);
     anything else is validated, a batch written otherwise re-encoded."""
-    if raw.startswith(_CHANGES_PREFIX) or raw.startswith(PACKED_MARKER):
+    if raw.startswith((_CHANGES_PREFIX, PACKED_MARKER)):
         return RawChanges([raw])
     decoded = decode(raw)
     if isinstance(decoded, ChangeBatch):

@@ -25,10 +25,7 @@ pub const MARKER: &[u8; 4] = b"\x00hz4";
 pub const MAX_UNPACKED: usize = 64 * 1024 * 1024;
 
 pub fn pack(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MARKER.len() + 4 + json.len() / 3);
-    out.extend_from_slice(MARKER);
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(json));
-    out
+    [MARKER.as_slice(), &lz4_flex::compress_prepend_size(json)].concat()
 }
 
 /// The message's JSON: inflated when packed, else the bytes themselves.
