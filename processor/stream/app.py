@@ -3,7 +3,6 @@ the sweep timer, the ingest loop; its HTTP API is processor.web."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from processor.rules.config import RuleSet, load_rules
 from processor.settings import Settings
 from processor.sources.mapping import FieldMappings
 from processor.stream import messages
+from processor.stream.batches import aiokafka_producer, publish_batched
 from processor.stream.changelog import write_through_changelog
 from processor.stream.draining import run_state_agent
 from processor.stream.ingest import Ingest
@@ -128,10 +128,7 @@ class Worker:
         app, processor, table = self.app, self.processor, self.table
 
         async def publish(records: list[tuple[str, bytes | None, bytes]]) -> None:
-            producer = app.producer
-            pending = [await producer.send(topic, key, value, None, None, None)
-                       for topic, key, value in records]
-            await asyncio.gather(*pending)
+            await publish_batched(aiokafka_producer(app), records)
 
         @app.agent(self.changes_topic, name="hygiene.state")
         async def state_agent(stream: Any) -> None:

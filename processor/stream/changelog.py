@@ -1,6 +1,6 @@
 """Writing what one message changed in a Faust table: straight into its
-store, and to its changelog with one unawaited send per key, all
-acknowledged before the message is.
+store, and to its changelog as one record batch (``processor.stream.
+batches``), acknowledged before the message is.
 
 Why not ``table[key] = value``: Faust sends every table write to the
 changelog through its producer buffer (a FutureMessage, a hop through the
@@ -27,6 +27,7 @@ from typing import Any
 
 from faust.types import TP
 
+from processor.stream.batches import aiokafka_producer, send_grouped
 from processor.stream.failures import Origin, Publish, run_acked
 
 Writes = Mapping[bytes, bytes | None]
@@ -70,16 +71,15 @@ def write_through_changelog(app: Any) -> Persist:
         faust_table: Any = table
         store = faust_table.data
         topic = faust_table.changelog_topic.get_topic_name()
-        producer = app.producer
         write_store(store, writes, partition)
-        pending = [await producer.send(topic, key, value, partition, None, None)
-                   for key, value in writes.items()]
-        if not pending:
+        if not writes:
             return done()
+        sent = await send_grouped(aiokafka_producer(app),
+                                  {(topic, partition): list(writes.items())})
 
         async def confirmed() -> None:
-            sent = await asyncio.gather(*pending)
-            store.set_persisted_offset(TP(topic, partition), max(m.offset for m in sent))
+            last = await asyncio.gather(*(batch.last_offset() for batch in sent))
+            store.set_persisted_offset(TP(topic, partition), max(last))
 
         return asyncio.ensure_future(confirmed())
 

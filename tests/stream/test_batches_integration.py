@@ -1,0 +1,129 @@
+"""``processor.stream.batches`` through a real broker: records sent as
+batches land where aiokafka's default partitioner puts them, in the order
+given, and a batch the broker refuses fails as a refused record did."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+
+from processor.stream.batches import partition_records, publish_batched, send_grouped
+
+from .conftest import NewStream
+from .support import PARTITIONS, Kafka
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def producer(bootstrap: str, batch_bytes: int) -> AsyncIterator[Any]:
+    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
+                              max_batch_size=batch_bytes)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+def run(kafka: Kafka, body: Callable[[Any], Awaitable[Any]], batch_bytes: int) -> Any:
+    async def main() -> Any:
+        async with producer(kafka.bootstrap, batch_bytes) as client:
+            return await asyncio.wait_for(body(client), 60)
+
+    return asyncio.run(main())
+
+
+def test_records_land_where_the_default_partitioner_puts_them_in_order(
+    kafka: Kafka, new_stream: NewStream
+) -> None:
+    stream = new_stream()
+    topics = [stream.alerts, stream.history, stream.dead_letter]
+    records: list[tuple[str, bytes | None, bytes | None]] = []
+    for i in range(3000):
+        key = None if i % 97 == 0 else f"006{i % 300:015d}".encode()
+        value = None if i % 101 == 0 and key is not None else f"{i}:".encode() + b"x" * 300
+        records.append((topics[i % 3], key, value))
+
+    # 16 KiB batches: a partition's records span many of them.
+    run(kafka, lambda client: publish_batched(client, records), 16 * 1024)
+
+    default = DefaultPartitioner()
+    every = list(range(PARTITIONS))
+    for topic in topics:
+        read = kafka.read(topic)
+        sent = [(key, value) for t, key, value in records if t == topic]
+        assert sorted(((r.key, r.value) for r in read), key=repr) == sorted(sent, key=repr)
+        assert any(r.key is None for r in read)
+        # Values are unique where keys are None: where a keyless record went.
+        keyless = {r.value: r.partition for r in read if r.key is None}
+        for partition in every:
+            landed = [(r.key, r.value) for r in read if r.partition == partition]
+            given = [(k, v) for k, v in sent if partition == (
+                keyless[v] if k is None else default(k, every, every))]
+            assert landed == given, f"{topic}[{partition}]: not where or not in the order sent"
+
+
+def test_a_record_larger_than_a_batch_goes_alone_and_last_offsets_are_the_brokers(
+    kafka: Kafka, new_stream: NewStream
+) -> None:
+    stream = new_stream()
+    topic = stream.history
+    small = [(f"k{i}".encode(), b"y" * 200) for i in range(40)]
+    records = [*small[:20], (b"big", b"z" * 20_000), *small[20:]]
+
+    async def body(client: Any) -> list[tuple[int, int]]:
+        sent = await send_grouped(client, {(topic, 2): records})
+        return [(batch.count, await batch.last_offset()) for batch in sent]
+
+    batches = run(kafka, body, 4096)
+    assert len(batches) >= 3
+    assert sum(count for count, _ in batches) == len(records)
+    ends = kafka.end_offsets(topic)
+    assert batches[-1][1] == ends[2] - 1
+    read = [r for r in kafka.read(topic) if r.partition == 2]
+    assert [(r.key, r.value) for r in read] == records
+    # Each batch's last offset is the offset of its last record.
+    position = 0
+    for count, last in batches:
+        position += count
+        assert read[position - 1].offset == last
+
+
+def test_a_batch_the_broker_refuses_fails_with_the_brokers_error(
+    kafka: Kafka, new_stream: NewStream
+) -> None:
+    stream = new_stream()
+    kafka.set_topic_config(stream.alerts, {"max.message.bytes": "200"})
+
+    async def body(client: Any) -> None:
+        await publish_batched(client, [(stream.alerts, b"k", b"v" * 500)])
+
+    with pytest.raises(MessageSizeTooLargeError):
+        run(kafka, body, 16 * 1024)
+    assert kafka.count(stream.alerts) == 0
+
+
+def test_partition_records_groups_in_order_by_the_default_partitioner(
+    kafka: Kafka, new_stream: NewStream
+) -> None:
+    stream = new_stream()
+    keys = [f"opp-{i}".encode() for i in range(200)]
+
+    async def body(client: Any) -> dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]:
+        return await partition_records(client, [(stream.alerts, k, k) for k in keys])
+
+    grouped = run(kafka, body, 16 * 1024)
+    default = DefaultPartitioner()
+    every = list(range(PARTITIONS))
+    assert sorted(grouped) == [(stream.alerts, p) for p in every]
+    for (_, partition), records in grouped.items():
+        assert [k for k, _ in records] == [k for k in keys
+                                           if default(k, every, every) == partition]
