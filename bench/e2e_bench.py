@@ -63,6 +63,7 @@ HERE = Path(__file__).resolve().parent
 ENGINES = {
     "native": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_NATIVE_THREADS": "true"},
     "native-unpacked": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_PACK_CHANGES": "false"},
+    "native-uncompressed": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_COMPRESSION": "none"},
     "native-inline": {"HYGIENE_NATIVE_CORE": "true", "HYGIENE_NATIVE_THREADS": "false"},
     "python": {"HYGIENE_NATIVE_CORE": "false", "HYGIENE_NATIVE_THREADS": "true"},
 }

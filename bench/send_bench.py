@@ -1,6 +1,7 @@
 """What sending costs the event loop: records one ``send`` at a time (the
 worker until session 10, and the plain loop) against the same records as
-one batch per topic-partition (``processor.stream.batches``).
+one batch per topic-partition (``processor.stream.batches``): aiokafka's
+own batch builder, and the native one, plain and LZ4.
 
 Each round sends units of records shaped like the state agent's (6 topics
 of 4 partitions, 600-byte values, keys from 9,000 opportunities) and waits
@@ -24,7 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from benchkit import Broker, create_topics, exit_on_sigterm, log
 
-from processor.stream.batches import publish_batched
+from processor.stream.batches import BatchSender
 
 Outgoing = list[tuple[str, bytes | None, bytes | None]]
 
@@ -39,9 +40,26 @@ async def one_at_a_time(producer: Any, records: Outgoing) -> None:
     await asyncio.gather(*pending)
 
 
+async def aiokafka_batches(producer: Any, records: Outgoing) -> None:
+    """aiokafka's BatchBuilder, filled record by record in Python."""
+    grouped = await BatchSender(lambda: producer).partition(records)
+    pending = []
+    for (topic, partition), group in grouped.items():
+        batch = producer.create_batch()
+        for key, value in group:
+            if batch.append(timestamp=None, key=key, value=value) is None:
+                pending.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(timestamp=None, key=key, value=value)
+        pending.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*pending)
+
+
 SENDERS: dict[str, Callable[[Any, Outgoing], Awaitable[None]]] = {
     "per-record": one_at_a_time,
-    "batched": publish_batched,
+    "aiokafka-batches": aiokafka_batches,
+    "native": lambda producer, records: BatchSender(lambda: producer, lz4=False).publish(records),
+    "native-lz4": lambda producer, records: BatchSender(lambda: producer).publish(records),
 }
 
 
@@ -56,7 +74,11 @@ async def measure(bootstrap: str, how: str, units: int, per_unit: int) -> dict[s
         # Warm: metadata known and leaders elected before timing.
         await one_at_a_time(producer, [(topic, b"warm", b"x") for topic in topics])
         keys = [f"006{i:015d}".encode() for i in range(9000)]
-        value = b"x" * 600
+        # A stored state's shape, so that compression meets what it would.
+        value = (b'{"opportunity_id":"006000000000000001","stage":"Negotiation","amount":'
+                 b'125000.0,"close_date":"2027-01-31","owner_id":"005000000000000042",'
+                 b'"next_step":"Send the redlined MSA","fields":{"meddicc_champion":"Dana"},'
+                 b'"timeline":[{"stage":"Discovery","entered_ms":1790000000000}]}') * 2
         send = SENDERS[how]
         started, started_cpu = time.perf_counter(), cpu()
         n = 0

@@ -29,3 +29,13 @@ def unpack(raw: bytes) -> bytes:
 
 def pack(json: bytes) -> bytes:
     """``json`` packed as ingest packs the messages it routes."""
+
+def record_batches(
+    records: list[tuple[bytes | None, bytes | None]], timestamp_ms: int, max_bytes: int, lz4: bool
+) -> list[tuple[bytes, int]]:
+    """``records`` ((key, value)) as Kafka record batches (format v2) of at
+    most ``max_bytes`` of records each (a larger record alone), LZ4 frames
+    when ``lz4``: (batch, record count) each. Built with the GIL released."""
+
+def with_producer_state(batch: bytes, producer_id: int, epoch: int, sequence: int) -> bytes:
+    """``batch`` stamped for an idempotent producer, its CRC recomputed."""

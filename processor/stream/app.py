@@ -16,7 +16,7 @@ from processor.rules.config import RuleSet, load_rules
 from processor.settings import Settings
 from processor.sources.mapping import FieldMappings
 from processor.stream import messages
-from processor.stream.batches import aiokafka_producer, publish_batched
+from processor.stream.batches import BatchSender, aiokafka_producer
 from processor.stream.changelog import write_through_changelog
 from processor.stream.draining import run_state_agent
 from processor.stream.ingest import Ingest
@@ -100,6 +100,11 @@ class Worker:
         # codecs keep Faust from encoding them a second time.
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
+        # Outputs and changelog records go out as whole record batches.
+        self.sender = BatchSender(lambda: aiokafka_producer(app),
+                                  lz4=settings.compression == "lz4")
+        persist = write_through_changelog(self.sender)
+        self.persist = persist
         # Snooze, ack and status for the API; snooze marks for the queues.
         self.actions = AlertActions.from_settings(settings) if settings.alert_policy else None
         self.owner_queues = OwnerQueueService(app, settings, self.rules.version, self.actions)
@@ -113,22 +118,22 @@ class Worker:
         if settings.native_core:
             self.processor = NativeStateProcessor(
                 self.rules, outputs, settings.partitions, regroupings=regroupings,
-                policy=_alert_policy(settings), persist=write_through_changelog(app),
+                policy=_alert_policy(settings), persist=persist,
                 threaded=settings.native_threads)
         else:
             self.processor = StateProcessor(
                 engine, outputs, settings.partitions, regroupings=regroupings,
-                policy=_alert_policy(settings), persist=write_through_changelog(app))
+                policy=_alert_policy(settings), persist=persist)
         self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
         self.ingest = Ingest(settings, self.mappings)
         self._wire()
 
     # ---- wiring -----------------------------------------------------------
     def _wire(self) -> None:
-        app, processor, table = self.app, self.processor, self.table
+        app, processor, table, sender = self.app, self.processor, self.table, self.sender
 
         async def publish(records: list[tuple[str, bytes | None, bytes]]) -> None:
-            await publish_batched(aiokafka_producer(app), records)
+            await sender.publish(records)
 
         @app.agent(self.changes_topic, name="hygiene.state")
         async def state_agent(stream: Any) -> None:
@@ -140,8 +145,8 @@ class Worker:
             await run_state_agent(stream, app, processor, table, publish,
                                   self.settings.topics.dead_letter)
 
-        self.owner_queues.wire(publish)
-        self.rollups.wire(publish)
+        self.owner_queues.wire(publish, self.persist)
+        self.rollups.wire(publish, self.persist)
 
         @app.timer(self.settings.sweep_interval_seconds)  # type: ignore[untyped-decorator]
         async def sweep() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from faust.types import TP
 
-from processor.stream.batches import aiokafka_producer, send_grouped
+from processor.stream.batches import BatchSender
 from processor.stream.failures import Origin, Publish, run_acked
 
 Writes = Mapping[bytes, bytes | None]
@@ -61,9 +61,8 @@ async def write_mapping(
     return done()
 
 
-def write_through_changelog(app: Any) -> Persist:
-    """``Persist`` for a Faust table of this app (``app.producer`` is only
-    started with the worker, so it is looked up per batch)."""
+def write_through_changelog(sender: BatchSender) -> Persist:
+    """``Persist`` for a Faust table, sending through the app's producer."""
 
     async def persist(
         table: MutableMapping[bytes, bytes], writes: Writes, partition: int
@@ -74,8 +73,7 @@ def write_through_changelog(app: Any) -> Persist:
         write_store(store, writes, partition)
         if not writes:
             return done()
-        sent = await send_grouped(aiokafka_producer(app),
-                                  {(topic, partition): list(writes.items())})
+        sent = await sender.send({(topic, partition): list(writes.items())})
 
         async def confirmed() -> None:
             last = await asyncio.gather(*(batch.last_offset() for batch in sent))
@@ -125,18 +123,18 @@ async def run_table_agent(
     *,
     agent: str,
     publish: Publish,
+    persist: Persist,
     dead_letter_topic: str,
     forget: Callable[[], None],
 ) -> None:
     """The loop of an agent that owns ``table``: each message is handled
     against the table with its writes held back, the writes are persisted
-    (``write_through_changelog``), and only then is the message acked. Acks
-    are manual because Faust's own ack sits in a ``finally``: a message
+    (``persist``: ``write_through_changelog``), and only then is the message
+    acked. Acks are manual because Faust's own ack sits in a ``finally``: a message
     whose handling raised or was cancelled would be committed half done.
     A failed attempt is retried or dead-lettered (``processor.stream.
     failures``); ``forget`` drops what the handler derived in memory, so a
     re-run starts from the table alone."""
-    persist = write_through_changelog(app)
 
     async def attempt(origin: Origin) -> None:
         pending = PendingWrites(table)

@@ -31,7 +31,7 @@ from processor.core.clock import from_ms
 from processor.core.engine import Engine
 from processor.settings import Settings
 from processor.stream import metrics, regroup
-from processor.stream.changelog import PendingWrites, run_table_agent
+from processor.stream.changelog import PendingWrites, Persist, run_table_agent
 from processor.stream.ownership import active_partitions, settled
 from processor.stream.routing import Partitioner
 from processor.stream.topics import OWNER_QUEUE_TABLE
@@ -79,7 +79,7 @@ class OwnerQueueService:
         """The state agent's side: what it sends to this service's topic."""
         return OwnerQueueRegrouping(engine, self.settings.topics.owner_queues)
 
-    def wire(self, publish: Publish) -> None:
+    def wire(self, publish: Publish, persist: Persist) -> None:
         app, queues, stored = self.app, self.queues, self.table
 
         async def handle(value: bytes, partition: int, table: PendingWrites) -> None:
@@ -96,7 +96,8 @@ class OwnerQueueService:
         async def owner_queue_agent(stream: Any) -> None:
             await run_table_agent(
                 stream, app, stored, handle, agent="hygiene.owner-queues", publish=publish,
-                dead_letter_topic=self.settings.topics.dead_letter, forget=queues.forget)
+                persist=persist, dead_letter_topic=self.settings.topics.dead_letter,
+                forget=queues.forget)
 
         @app.timer(self.settings.digest_check_seconds)  # type: ignore[untyped-decorator]
         async def digest_timer() -> None:

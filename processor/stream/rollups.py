@@ -40,7 +40,7 @@ from processor.forecast.rollup_table import (
 from processor.rules.config import RuleSet
 from processor.settings import Settings
 from processor.stream import regroup
-from processor.stream.changelog import PendingWrites, run_table_agent
+from processor.stream.changelog import PendingWrites, Persist, run_table_agent
 from processor.stream.failures import Origin, run_acked
 from processor.stream.ownership import active_partitions
 from processor.stream.topics import ROLLUP_TABLE
@@ -74,7 +74,7 @@ class RollupService:
         """The state agent's side: what it sends to this service's topic."""
         return RollupRegrouping(rules, self.calendar, self.topics.members)
 
-    def wire(self, publish: Publish) -> None:
+    def wire(self, publish: Publish, persist: Persist) -> None:
         app, rollups, stored, topics = self.app, self.rollups, self.table, self.topics
         self._publish = publish
 
@@ -93,7 +93,8 @@ class RollupService:
         async def rollup_agent(stream: Any) -> None:
             await run_table_agent(
                 stream, app, stored, handle, agent="forecast.rollups", publish=publish,
-                dead_letter_topic=self.settings.topics.dead_letter, forget=rollups.forget)
+                persist=persist, dead_letter_topic=self.settings.topics.dead_letter,
+                forget=rollups.forget)
 
         @app.agent(self.overrides, name="forecast.override-intake")
         async def override_intake(stream: Any) -> None:

@@ -1,10 +1,12 @@
 """``processor.stream.batches`` through a real broker: records sent as
-batches land where aiokafka's default partitioner puts them, in the order
-given, and a batch the broker refuses fails as a refused record did."""
+natively built batches (LZ4 and plain) land where aiokafka's default
+partitioner puts them, in the order given, readable by any consumer, and a
+batch the broker refuses fails as a refused record did."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
-from processor.stream.batches import partition_records, publish_batched, send_grouped
+from processor.stream.batches import BatchSender
 
 from .conftest import NewStream
 from .support import PARTITIONS, Kafka
@@ -23,26 +25,29 @@ pytestmark = pytest.mark.integration
 
 
 @asynccontextmanager
-async def producer(bootstrap: str, batch_bytes: int) -> AsyncIterator[Any]:
-    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
-                              max_batch_size=batch_bytes)
+async def sender(bootstrap: str, batch_bytes: int, lz4: bool, **options: Any,
+                 ) -> AsyncIterator[BatchSender]:
+    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, **options)
     await client.start()
     try:
-        yield client
+        yield BatchSender(lambda: client, lz4=lz4, max_batch_bytes=batch_bytes)
     finally:
         await client.stop()
 
 
-def run(kafka: Kafka, body: Callable[[Any], Awaitable[Any]], batch_bytes: int) -> Any:
+def run(kafka: Kafka, body: Callable[[BatchSender], Awaitable[Any]], batch_bytes: int,
+        lz4: bool = True, **options: Any) -> Any:
     async def main() -> Any:
-        async with producer(kafka.bootstrap, batch_bytes) as client:
+        async with sender(kafka.bootstrap, batch_bytes, lz4, **options) as client:
             return await asyncio.wait_for(body(client), 60)
 
     return asyncio.run(main())
 
 
+@pytest.mark.parametrize("lz4", [True, False], ids=["lz4", "plain"])
+@pytest.mark.parametrize("idempotent", [False, True], ids=["", "idempotent"])
 def test_records_land_where_the_default_partitioner_puts_them_in_order(
-    kafka: Kafka, new_stream: NewStream
+    kafka: Kafka, new_stream: NewStream, lz4: bool, idempotent: bool
 ) -> None:
     stream = new_stream()
     topics = [stream.alerts, stream.history, stream.dead_letter]
@@ -52,8 +57,10 @@ def test_records_land_where_the_default_partitioner_puts_them_in_order(
         value = None if i % 101 == 0 and key is not None else f"{i}:".encode() + b"x" * 300
         records.append((topics[i % 3], key, value))
 
-    # 16 KiB batches: a partition's records span many of them.
-    run(kafka, lambda client: publish_batched(client, records), 16 * 1024)
+    # 16 KiB batches: a partition's records span many of them. An idempotent
+    # producer stamps its id and sequence numbers into each batch.
+    run(kafka, lambda client: client.publish(records), 16 * 1024, lz4,
+        enable_idempotence=idempotent)
 
     default = DefaultPartitioner()
     every = list(range(PARTITIONS))
@@ -79,8 +86,8 @@ def test_a_record_larger_than_a_batch_goes_alone_and_last_offsets_are_the_broker
     small = [(f"k{i}".encode(), b"y" * 200) for i in range(40)]
     records = [*small[:20], (b"big", b"z" * 20_000), *small[20:]]
 
-    async def body(client: Any) -> list[tuple[int, int]]:
-        sent = await send_grouped(client, {(topic, 2): records})
+    async def body(client: BatchSender) -> list[tuple[int, int]]:
+        sent = await client.send({(topic, 2): records})
         return [(batch.count, await batch.last_offset()) for batch in sent]
 
     batches = run(kafka, body, 4096)
@@ -103,22 +110,23 @@ def test_a_batch_the_broker_refuses_fails_with_the_brokers_error(
     stream = new_stream()
     kafka.set_topic_config(stream.alerts, {"max.message.bytes": "200"})
 
-    async def body(client: Any) -> None:
-        await publish_batched(client, [(stream.alerts, b"k", b"v" * 500)])
+    async def body(client: BatchSender) -> None:
+        # Random bytes: LZ4 cannot take them under the limit.
+        await client.publish([(stream.alerts, b"k", os.urandom(500))])
 
     with pytest.raises(MessageSizeTooLargeError):
         run(kafka, body, 16 * 1024)
     assert kafka.count(stream.alerts) == 0
 
 
-def test_partition_records_groups_in_order_by_the_default_partitioner(
+def test_records_are_grouped_in_order_by_the_default_partitioner(
     kafka: Kafka, new_stream: NewStream
 ) -> None:
     stream = new_stream()
     keys = [f"opp-{i}".encode() for i in range(200)]
 
-    async def body(client: Any) -> dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]:
-        return await partition_records(client, [(stream.alerts, k, k) for k in keys])
+    async def body(client: BatchSender) -> dict[tuple[str, int], list[Any]]:
+        return await client.partition([(stream.alerts, k, k) for k in keys])
 
     grouped = run(kafka, body, 16 * 1024)
     default = DefaultPartitioner()

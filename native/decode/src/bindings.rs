@@ -4,7 +4,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use pyo3::pybacked::PyBackedBytes;
+
 use crate::detect::{self, Decoded};
+use crate::kafka_batch;
 use crate::mapping::Mappings;
 use crate::packed;
 use crate::route;
@@ -142,6 +145,51 @@ fn pack<'py>(py: Python<'py>, json: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &packed::pack(json))
 }
 
+/// `records` ((key, value), either None) as Kafka record batches of at
+/// most `max_bytes` of records each, LZ4-compressed if `lz4`: a list of
+/// (batch, record count). Built with the GIL released (`kafka_batch.rs`).
+#[pyfunction]
+fn record_batches<'py>(
+    py: Python<'py>,
+    records: Vec<(Option<PyBackedBytes>, Option<PyBackedBytes>)>,
+    timestamp_ms: i64,
+    max_bytes: usize,
+    lz4: bool,
+) -> PyResult<Vec<(Bound<'py, PyBytes>, usize)>> {
+    let built = py.allow_threads(|| {
+        let slices: Vec<kafka_batch::Record<'_>> = records
+            .iter()
+            .map(|(key, value)| (key.as_deref(), value.as_deref()))
+            .collect();
+        kafka_batch::build_many(&slices, timestamp_ms, max_bytes, lz4)
+    });
+    Ok(built
+        .into_iter()
+        .map(|(batch, count)| (PyBytes::new(py, &batch), count))
+        .collect())
+}
+
+/// A batch from `record_batches` stamped with an idempotent producer's id,
+/// epoch and first sequence number.
+#[pyfunction]
+fn with_producer_state<'py>(
+    py: Python<'py>,
+    batch: &[u8],
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    if batch.len() < kafka_batch::HEADER {
+        return Err(PyValueError::new_err(
+            "not a record batch: shorter than its header",
+        ));
+    }
+    Ok(PyBytes::new(
+        py,
+        &kafka_batch::with_producer_state(batch, producer_id, epoch, sequence),
+    ))
+}
+
 #[pymodule]
 fn hygiene_decode(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Decoder>()?;
@@ -150,6 +198,8 @@ fn hygiene_decode(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(partition_of, module)?)?;
     module.add_function(wrap_pyfunction!(unpack, module)?)?;
     module.add_function(wrap_pyfunction!(pack, module)?)?;
+    module.add_function(wrap_pyfunction!(record_batches, module)?)?;
+    module.add_function(wrap_pyfunction!(with_producer_state, module)?)?;
     module.add("PACKED_MARKER", PyBytes::new(module.py(), packed::MARKER))?;
     Ok(())
 }

@@ -16,6 +16,7 @@ mod generic;
 mod hubspot;
 mod isotime;
 mod json;
+pub mod kafka_batch;
 pub mod mapping;
 pub mod packed;
 pub mod pyrepr;
