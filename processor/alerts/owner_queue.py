@@ -35,6 +35,7 @@ from processor.stream.regroup import (
     GroupedTable,
     GroupTick,
     MemberBatch,
+    Membered,
     Membership,
     Payload,
     Table,
@@ -59,7 +60,7 @@ class OwnerQueueRegrouping:
         self.engine = engine
         self.topic = topic
 
-    def membership(self, state: OpportunityState) -> Membership | None:
+    def membership(self, state: Membered) -> Membership | None:
         # Open alerts are the open conditions (a closed, deleted or merged
         # deal has none), so an opportunity with none has no entry.
         values = state.fields
@@ -69,7 +70,11 @@ class OwnerQueueRegrouping:
         shown = tuple(values.get(name) for name in _SHOWN)
         return str(owner), (shown, tuple(sorted(state.open_alerts.items())))
 
-    def render(self, state: OpportunityState, now_ms: int) -> Payload | None:
+    def render(
+        self, state: Membered, now_ms: int, membership: Membership | None = None
+    ) -> Payload | None:
+        if not isinstance(state, OpportunityState):
+            raise TypeError("an owner-queue item renders from the whole state")
         item = queue_item(state, self.engine, now_ms)
         return None if item is None else item.model_dump(mode="json")
 

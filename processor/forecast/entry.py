@@ -22,8 +22,7 @@ from processor.core import fields as f
 from processor.core.timeline import forecast_category
 from processor.forecast.fiscal import FiscalCalendar, period_of_close_date
 from processor.rules.config import RuleSet
-from processor.stream.regroup import Membership, Payload
-from schemas import OpportunityState
+from processor.stream.regroup import Membered, Membership, Payload
 
 Outcome = Literal["open", "won", "lost"]
 NO_CURRENCY = "XXX"
@@ -48,7 +47,7 @@ class Entry:
 
 
 def entry_of(
-    state: OpportunityState, rules: RuleSet, calendar: FiscalCalendar
+    state: Membered, rules: RuleSet, calendar: FiscalCalendar
 ) -> tuple[str, Entry] | None:
     """(manager id, entry), or None when the opportunity counts nowhere."""
     values = state.fields
@@ -88,11 +87,18 @@ class RollupRegrouping:
         self.calendar = calendar
         self.topic = topic
 
-    def membership(self, state: OpportunityState) -> Membership | None:
+    def membership(self, state: Membered) -> Membership | None:
         # The entry is its own signature: small, hashable, and anything else
         # about the deal changing sends nothing.
         return entry_of(state, self.rules, self.calendar)
 
-    def render(self, state: OpportunityState, now_ms: int) -> Payload | None:
-        found = entry_of(state, self.rules, self.calendar)
-        return None if found is None else found[1].payload()
+    def render(
+        self, state: Membered, now_ms: int, membership: Membership | None = None
+    ) -> Payload | None:
+        found = membership if membership is not None else entry_of(
+            state, self.rules, self.calendar)
+        if found is None:
+            return None
+        entry = found[1]
+        assert isinstance(entry, Entry), "a rollup membership is (manager, Entry)"
+        return entry.payload()

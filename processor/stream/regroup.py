@@ -43,6 +43,24 @@ entry did not change, nothing is sent (the hot path's common case)."""
 Payload = dict[str, Any]
 
 
+class Membered(Protocol):
+    """What memberships read of a state: the whole ``OpportunityState``, or
+    the native state agent's light form (``native_state.LightState``), which
+    is cheaper to build than a state."""
+
+    @property
+    def opportunity_id(self) -> str: ...
+
+    @property
+    def fields(self) -> dict[str, Any]: ...
+
+    @property
+    def open_alerts(self) -> dict[str, int]: ...
+
+    @property
+    def merged_into(self) -> str | None: ...
+
+
 class Regrouping(Protocol):
     """One use of the mechanism (owner queues; manager rollups later)."""
 
@@ -57,12 +75,17 @@ class Regrouping(Protocol):
     agent renders from the light form then, without parsing the whole
     stored state."""
 
-    def membership(self, state: OpportunityState) -> Membership | None:
+    def membership(self, state: Membered) -> Membership | None:
         """None: the opportunity has no entry in any group."""
 
-    def render(self, state: OpportunityState, now_ms: int) -> Payload | None:
+    def render(
+        self, state: Membered, now_ms: int, membership: Membership | None = None
+    ) -> Payload | None:
         """The entry itself (JSON-ready), computed only when the membership
-        changed; None: no entry after all."""
+        changed; None: no entry after all. ``state`` is the whole
+        ``OpportunityState`` unless ``renders_from_light``; ``membership``,
+        when given, is the one just computed for it (a use whose entry is
+        its membership need not compute it again)."""
 
 
 # ---- messages on a regrouped topic ------------------------------------------------
@@ -150,7 +173,7 @@ class Outbox:
         at_ms = max(now_ms, state.high_water_ms)
         memberships = [r.membership(state) for r in self.regroupings]
         self.record(state.opportunity_id, before, memberships, at_ms,
-                    lambda regrouping: regrouping.render(state, at_ms))
+                    lambda regrouping, membership: regrouping.render(state, at_ms, membership))
         state.memo.memberships = (self.regroupings, memberships)
 
     def record(
@@ -159,13 +182,13 @@ class Outbox:
         before: Sequence[Membership | None],
         after: Sequence[Membership | None],
         at_ms: int,
-        render: Callable[[Regrouping], Payload | None],
+        render: Callable[[Regrouping, Membership | None], Payload | None],
     ) -> None:
         """The updates turning ``before`` into ``after`` (one membership per
-        regrouping); ``render(regrouping)`` is asked only for an entry to
-        send (the native processor parses a whole state only then)."""
+        regrouping); ``render(regrouping, membership)`` is asked only for an
+        entry to send (the native processor parses a whole state only then)."""
         for regrouping, old, new in zip(self.regroupings, before, after, strict=True):
-            for group, payload in moves(old, new, partial(render, regrouping)):
+            for group, payload in moves(old, new, partial(render, regrouping, new)):
                 self.pending.setdefault((regrouping.topic, group), []).append({
                     "member": member, "version": self.version,
                     "at_ms": at_ms, "payload": payload,

@@ -64,5 +64,7 @@ def test_the_rollup_renders_the_same_entries_from_its_fields_alone() -> None:
             if name in regrouping.fields_read}})
         whole = regrouping.render(state, state.high_water_ms)
         assert regrouping.render(light, 0) == whole
+        # Its membership is its entry: rendered from it, the same again.
+        assert regrouping.render(light, 0, regrouping.membership(state)) == whole
         rendered += whole is not None
     assert rendered > 10
