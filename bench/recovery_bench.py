@@ -79,10 +79,14 @@ def records(states: list[tuple[str, bytes]], n: int):  # type: ignore[no-untyped
 
 
 async def produce_changelog(
-    bootstrap: str, topic: str, states: list[tuple[str, bytes]], n: int, partitions: int
+    bootstrap: str, topic: str, states: list[tuple[str, bytes]], n: int, partitions: int,
+    compression: str = "lz4",
 ) -> dict[str, float | int]:
+    """Writes the changelog as the worker does: record batches through
+    ``processor.stream.batches``, LZ4 unless ``compression`` is none."""
     from aiokafka import AIOKafkaProducer
 
+    from processor.stream.batches import BatchSender
     from processor.stream.routing import Partitioner
 
     partition_of = Partitioner(partitions)
@@ -94,20 +98,23 @@ async def produce_changelog(
         max_request_size=16 * 1_048_576,
     )
     await producer.start()
+    sender = BatchSender(lambda: producer, lz4=compression == "lz4")
     started = time.perf_counter()
     total_bytes = 0
     per_partition = [0] * partitions
     try:
-        pending = []
+        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        held = 0
         for key, value in records(states, n):
             partition = partition_of(key)
             per_partition[partition] += 1
             total_bytes += len(value)
-            pending.append(await producer.send(topic, value, key=key.encode(), partition=partition))
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+            grouped.setdefault((topic, partition), []).append((key.encode(), value))
+            held += 1
+            if held >= 20_000:
+                await asyncio.gather(*(b.future for b in await sender.send(grouped)))
+                grouped, held = {}, 0
+        await asyncio.gather(*(b.future for b in await sender.send(grouped)))
     finally:
         await producer.stop()
     took = time.perf_counter() - started
@@ -297,6 +304,12 @@ def main() -> None:
         "(604800: a week later, when time-driven rules fire)",
     )
     parser.add_argument("--rocksdb-restart", action="store_true")
+    parser.add_argument(
+        "--compression",
+        choices=["lz4", "none"],
+        default="lz4",
+        help="how the changelog is written (the worker's HYGIENE_COMPRESSION; lz4 since session 10)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
         "--worker-env",
@@ -351,7 +364,8 @@ def main() -> None:
         changelog = f"{app_id}-opportunities-changelog"
         produced = asyncio.run(
             produce_changelog(
-                broker.bootstrap, changelog, states, args.opportunities, args.partitions
+                broker.bootstrap, changelog, states, args.opportunities, args.partitions,
+                args.compression,
             )
         )
         summary["produced"] = produced

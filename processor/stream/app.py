@@ -22,7 +22,7 @@ from processor.stream.draining import run_state_agent
 from processor.stream.ingest import Ingest
 from processor.stream.kafka import faust_credentials
 from processor.stream.native_state import NativeStateProcessor
-from processor.stream.offload import hand_over_sooner
+from processor.stream.offload import Offload, hand_over_sooner
 from processor.stream.owner_queues import OwnerQueueService
 from processor.stream.ownership import active_partitions
 from processor.stream.recovery import BulkRecovery, RecoveryTableManager
@@ -101,8 +101,10 @@ class Worker:
         self.table.key_serializer = "raw"  # type: ignore[attr-defined]
         self.table.value_serializer = "raw"  # type: ignore[attr-defined]
         # Outputs and changelog records go out as whole record batches.
-        self.sender = BatchSender(lambda: aiokafka_producer(app),
-                                  lz4=settings.compression == "lz4")
+        # Batches built in a thread of their own with native threads on.
+        self.sender = BatchSender(
+            lambda: aiokafka_producer(app), lz4=settings.compression == "lz4",
+            offload=Offload("hygiene-batches") if settings.native_threads else None)
         persist = write_through_changelog(self.sender)
         self.persist = persist
         # Snooze, ack and status for the API; snooze marks for the queues.

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.hygiene_decode import partition_of, record_batches, with_producer_state
+from processor.stream.offload import Offload
 
 Record = tuple[bytes | None, bytes | None]
 """(key, value); a None value is a tombstone."""
@@ -45,6 +46,10 @@ MAX_BATCH_BYTES = 1_048_576 - 1024
 """Records per batch, uncompressed: under a topic's default
 ``max.message.bytes`` (1 MiB and 12 bytes) with the batch header and LZ4's
 framing on top. A record larger than this goes alone, as with aiokafka."""
+
+OFFLOAD_RECORDS = 256
+"""Sends of fewer records build their batches on the event loop's thread:
+handing them to the offload thread would cost more than building them."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +108,14 @@ class BatchSender:
     up per call: Faust starts its producer with the worker)."""
 
     def __init__(self, producer_of: Callable[[], Any], *, lz4: bool = True,
-                 max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+                 max_batch_bytes: int = MAX_BATCH_BYTES, offload: Offload | None = None) -> None:
         self.producer_of = producer_of
         self.lz4 = lz4
         self.max_batch_bytes = max_batch_bytes
+        self.offload = offload
+        """Where large sends build their batches: the building (encoding,
+        LZ4, CRC) releases the GIL, so in a thread of its own it leaves the
+        event loop free meanwhile."""
 
     async def partition(
         self, records: Iterable[tuple[str, bytes | None, bytes | None]]
@@ -130,11 +139,20 @@ class BatchSender:
         ``max_batch_bytes``) and returns them without waiting for acks."""
         producer = self.producer_of()
         now_ms = int(time.time() * 1000)
+        groups = [(where, records) for where, records in grouped.items() if records]
+        max_bytes, lz4 = self.max_batch_bytes, self.lz4
+
+        def build() -> list[list[tuple[bytes, int]]]:
+            return [record_batches(records, now_ms, max_bytes, lz4) for _, records in groups]
+
+        offload = self.offload
+        if offload is not None and sum(len(records) for _, records in groups) >= OFFLOAD_RECORDS:
+            built = await offload.submit(build)
+        else:
+            built = build()
         sent: list[SentBatch] = []
-        for (topic, partition), records in grouped.items():
-            if not records:
-                continue
-            for buffer, count in record_batches(records, now_ms, self.max_batch_bytes, self.lz4):
+        for ((topic, partition), _), batches in zip(groups, built, strict=True):
+            for buffer, count in batches:
                 future = await producer.send_batch(BuiltBatch(buffer, count), topic,
                                                    partition=partition)
                 sent.append(SentBatch(topic, partition, count, future))

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
-from processor.stream.batches import BatchSender
+from processor.stream.batches import OFFLOAD_RECORDS, BatchSender
+from processor.stream.offload import Offload
 
 from .conftest import NewStream
 from .support import PARTITIONS, Kafka
@@ -25,29 +26,31 @@ pytestmark = pytest.mark.integration
 
 
 @asynccontextmanager
-async def sender(bootstrap: str, batch_bytes: int, lz4: bool, **options: Any,
-                 ) -> AsyncIterator[BatchSender]:
+async def sender(bootstrap: str, batch_bytes: int, lz4: bool, offload: bool = False,
+                 **options: Any) -> AsyncIterator[BatchSender]:
     client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, **options)
     await client.start()
     try:
-        yield BatchSender(lambda: client, lz4=lz4, max_batch_bytes=batch_bytes)
+        yield BatchSender(lambda: client, lz4=lz4, max_batch_bytes=batch_bytes,
+                          offload=Offload("test-batches") if offload else None)
     finally:
         await client.stop()
 
 
 def run(kafka: Kafka, body: Callable[[BatchSender], Awaitable[Any]], batch_bytes: int,
-        lz4: bool = True, **options: Any) -> Any:
+        lz4: bool = True, offload: bool = False, **options: Any) -> Any:
     async def main() -> Any:
-        async with sender(kafka.bootstrap, batch_bytes, lz4, **options) as client:
+        async with sender(kafka.bootstrap, batch_bytes, lz4, offload, **options) as client:
             return await asyncio.wait_for(body(client), 60)
 
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("lz4", [True, False], ids=["lz4", "plain"])
-@pytest.mark.parametrize("idempotent", [False, True], ids=["", "idempotent"])
+@pytest.mark.parametrize(("lz4", "offload", "idempotent"), [
+    (True, True, False), (False, False, False), (True, False, True)],
+    ids=["lz4-offloaded", "plain-inline", "lz4-idempotent"])
 def test_records_land_where_the_default_partitioner_puts_them_in_order(
-    kafka: Kafka, new_stream: NewStream, lz4: bool, idempotent: bool
+    kafka: Kafka, new_stream: NewStream, lz4: bool, offload: bool, idempotent: bool
 ) -> None:
     stream = new_stream()
     topics = [stream.alerts, stream.history, stream.dead_letter]
@@ -57,9 +60,10 @@ def test_records_land_where_the_default_partitioner_puts_them_in_order(
         value = None if i % 101 == 0 and key is not None else f"{i}:".encode() + b"x" * 300
         records.append((topics[i % 3], key, value))
 
+    assert len(records) >= OFFLOAD_RECORDS  # built in the offload thread when one is given
     # 16 KiB batches: a partition's records span many of them. An idempotent
     # producer stamps its id and sequence numbers into each batch.
-    run(kafka, lambda client: client.publish(records), 16 * 1024, lz4,
+    run(kafka, lambda client: client.publish(records), 16 * 1024, lz4, offload,
         enable_idempotence=idempotent)
 
     default = DefaultPartitioner()
