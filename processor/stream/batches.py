@@ -116,6 +116,7 @@ class BatchSender:
         """Where large sends build their batches: the building (encoding,
         LZ4, CRC) releases the GIL, so in a thread of its own it leaves the
         event loop free meanwhile."""
+        self._in_order: asyncio.Future[list[SentBatch]] | None = None
 
     async def partition(
         self, records: Iterable[tuple[str, bytes | None, bytes | None]]
@@ -157,6 +158,20 @@ class BatchSender:
                                                    partition=partition)
                 sent.append(SentBatch(topic, partition, count, future))
         return sent
+
+    def send_in_order(self, grouped: Grouped) -> asyncio.Future[list[SentBatch]]:
+        """Starts sending ``grouped`` and returns at once: the batches are
+        queued after those of every earlier call of this method (failed or
+        not), so a caller that does not wait still writes in order."""
+        previous = self._in_order
+
+        async def send() -> list[SentBatch]:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            return await self.send(grouped)
+
+        self._in_order = queued = asyncio.ensure_future(send())
+        return queued
 
     async def publish(self, records: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
         """Sends the triples and returns once every one is acknowledged."""

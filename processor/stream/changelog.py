@@ -1,6 +1,7 @@
 """Writing what one message changed in a Faust table: straight into its
 store, and to its changelog as one record batch (``processor.stream.
-batches``), acknowledged before the message is.
+batches``), built and queued in order behind the earlier writes while the
+caller goes on, and acknowledged before the message is.
 
 Why not ``table[key] = value``: Faust sends every table write to the
 changelog through its producer buffer (a FutureMessage, a hop through the
@@ -73,9 +74,12 @@ def write_through_changelog(sender: BatchSender) -> Persist:
         write_store(store, writes, partition)
         if not writes:
             return done()
-        sent = await sender.send({(topic, partition): list(writes.items())})
+        # Built and queued behind the earlier persists, while the caller
+        # goes on (13% more events/s than awaiting it, bench/README.md).
+        queued = sender.send_in_order({(topic, partition): list(writes.items())})
 
         async def confirmed() -> None:
+            sent = await queued
             last = await asyncio.gather(*(batch.last_offset() for batch in sent))
             store.set_persisted_offset(TP(topic, partition), max(last))
 

@@ -82,6 +82,27 @@ def test_records_land_where_the_default_partitioner_puts_them_in_order(
             assert landed == given, f"{topic}[{partition}]: not where or not in the order sent"
 
 
+def test_sends_in_order_queue_in_call_order_even_when_built_in_a_thread(
+    kafka: Kafka, new_stream: NewStream
+) -> None:
+    """A large send builds in the offload thread, a small one right away:
+    unchained, the small one would reach the partition first."""
+    stream = new_stream()
+    topic = stream.history
+    large = [(f"a{i}".encode(), os.urandom(2000)) for i in range(2 * OFFLOAD_RECORDS)]
+    small = [(b"b0", b"after")]
+
+    async def body(client: BatchSender) -> None:
+        first = client.send_in_order({(topic, 1): large})
+        second = client.send_in_order({(topic, 1): small})
+        sent = [*await first, *await second]
+        await asyncio.gather(*(batch.future for batch in sent))
+
+    run(kafka, body, 1 << 20, True, True)
+    read = [(r.key, r.value) for r in kafka.read(topic) if r.partition == 1]
+    assert read == large + small
+
+
 def test_a_record_larger_than_a_batch_goes_alone_and_last_offsets_are_the_brokers(
     kafka: Kafka, new_stream: NewStream
 ) -> None:
