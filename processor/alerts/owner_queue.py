@@ -70,9 +70,7 @@ class OwnerQueueRegrouping:
         shown = tuple(values.get(name) for name in _SHOWN)
         return str(owner), (shown, tuple(sorted(state.open_alerts.items())))
 
-    def render(
-        self, state: Membered, now_ms: int, membership: Membership | None = None
-    ) -> Payload | None:
+    def render(self, state: Membered, now_ms: int, membership: Membership) -> Payload | None:
         if not isinstance(state, OpportunityState):
             raise TypeError("an owner-queue item renders from the whole state")
         item = queue_item(state, self.engine, now_ms)

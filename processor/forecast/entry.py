@@ -92,13 +92,8 @@ class RollupRegrouping:
         # about the deal changing sends nothing.
         return entry_of(state, self.rules, self.calendar)
 
-    def render(
-        self, state: Membered, now_ms: int, membership: Membership | None = None
-    ) -> Payload | None:
-        found = membership if membership is not None else entry_of(
-            state, self.rules, self.calendar)
-        if found is None:
-            return None
-        entry = found[1]
+    def render(self, state: Membered, now_ms: int, membership: Membership) -> Payload | None:
+        # The membership's second half is the entry itself.
+        entry = membership[1]
         assert isinstance(entry, Entry), "a rollup membership is (manager, Entry)"
         return entry.payload()

@@ -105,8 +105,7 @@ class Worker:
         self.sender = BatchSender(
             lambda: aiokafka_producer(app), lz4=settings.compression == "lz4",
             offload=Offload("hygiene-batches") if settings.native_threads else None)
-        persist = write_through_changelog(self.sender)
-        self.persist = persist
+        self.persist = write_through_changelog(self.sender)
         # Snooze, ack and status for the API; snooze marks for the queues.
         self.actions = AlertActions.from_settings(settings) if settings.alert_policy else None
         self.owner_queues = OwnerQueueService(app, settings, self.rules.version, self.actions)
@@ -120,12 +119,12 @@ class Worker:
         if settings.native_core:
             self.processor = NativeStateProcessor(
                 self.rules, outputs, settings.partitions, regroupings=regroupings,
-                policy=_alert_policy(settings), persist=persist,
+                policy=_alert_policy(settings), persist=self.persist,
                 threaded=settings.native_threads)
         else:
             self.processor = StateProcessor(
                 engine, outputs, settings.partitions, regroupings=regroupings,
-                policy=_alert_policy(settings), persist=persist)
+                policy=_alert_policy(settings), persist=self.persist)
         self.mappings = FieldMappings.with_overrides(dict(self.rules.field_mapping.items()))
         self.ingest = Ingest(settings, self.mappings)
         self._wire()

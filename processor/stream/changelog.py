@@ -134,8 +134,9 @@ async def run_table_agent(
     """The loop of an agent that owns ``table``: each message is handled
     against the table with its writes held back, the writes are persisted
     (``persist``: ``write_through_changelog``), and only then is the message
-    acked. Acks are manual because Faust's own ack sits in a ``finally``: a message
-    whose handling raised or was cancelled would be committed half done.
+    acked. Acks are manual because Faust's own ack sits in a ``finally``: a
+    message whose handling raised or was cancelled would be committed half
+    done.
     A failed attempt is retried or dead-lettered (``processor.stream.
     failures``); ``forget`` drops what the handler derived in memory, so a
     re-run starts from the table alone."""

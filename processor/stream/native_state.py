@@ -435,12 +435,12 @@ def whole_state(stored: bytes) -> OpportunityState:
 
 def _renderer(
     stored: bytes, light: LightState, at_ms: int
-) -> Callable[[Regrouping, Membership | None], Payload | None]:
+) -> Callable[[Regrouping, Membership], Payload | None]:
     """Renders from the light state where the regrouping can, else from
     the whole state, parsed once and only if asked."""
     parsed: list[OpportunityState] = []
 
-    def render(regrouping: Regrouping, membership: Membership | None) -> Payload | None:
+    def render(regrouping: Regrouping, membership: Membership) -> Payload | None:
         if regrouping.renders_from_light:
             return regrouping.render(light, at_ms, membership)
         if not parsed:

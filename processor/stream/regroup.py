@@ -78,14 +78,12 @@ class Regrouping(Protocol):
     def membership(self, state: Membered) -> Membership | None:
         """None: the opportunity has no entry in any group."""
 
-    def render(
-        self, state: Membered, now_ms: int, membership: Membership | None = None
-    ) -> Payload | None:
+    def render(self, state: Membered, now_ms: int, membership: Membership) -> Payload | None:
         """The entry itself (JSON-ready), computed only when the membership
         changed; None: no entry after all. ``state`` is the whole
-        ``OpportunityState`` unless ``renders_from_light``; ``membership``,
-        when given, is the one just computed for it (a use whose entry is
-        its membership need not compute it again)."""
+        ``OpportunityState`` unless ``renders_from_light``; ``membership``
+        is the one just computed for it (a use whose entry is its
+        membership need not compute it again)."""
 
 
 # ---- messages on a regrouped topic ------------------------------------------------
@@ -133,13 +131,13 @@ def encode_tick(at_ms: int, period: str) -> bytes:
 def moves(
     before: Membership | None,
     after: Membership | None,
-    render: Callable[[], Payload | None],
+    render: Callable[[Membership], Payload | None],
 ) -> list[tuple[str, Payload | None]]:
     """(group, payload or None for a removal) updates turning ``before`` into
-    ``after``; ``render`` is called only when something is to be sent."""
+    ``after``; ``render(after)`` is called only when something is to be sent."""
     if before == after:
         return []
-    payload = render() if after is not None else None
+    payload = render(after) if after is not None else None
     out: list[tuple[str, Payload | None]] = []
     if before is not None and (payload is None or after is None or before[0] != after[0]):
         out.append((before[0], None))
@@ -182,13 +180,13 @@ class Outbox:
         before: Sequence[Membership | None],
         after: Sequence[Membership | None],
         at_ms: int,
-        render: Callable[[Regrouping, Membership | None], Payload | None],
+        render: Callable[[Regrouping, Membership], Payload | None],
     ) -> None:
         """The updates turning ``before`` into ``after`` (one membership per
         regrouping); ``render(regrouping, membership)`` is asked only for an
         entry to send (the native processor parses a whole state only then)."""
         for regrouping, old, new in zip(self.regroupings, before, after, strict=True):
-            for group, payload in moves(old, new, partial(render, regrouping, new)):
+            for group, payload in moves(old, new, partial(render, regrouping)):
                 self.pending.setdefault((regrouping.topic, group), []).append({
                     "member": member, "version": self.version,
                     "at_ms": at_ms, "payload": payload,

@@ -103,6 +103,27 @@ def test_sends_in_order_queue_in_call_order_even_when_built_in_a_thread(
     assert read == large + small
 
 
+def test_a_single_send_right_behind_a_built_batch_starts_its_own_in_order(
+    kafka: Kafka, new_stream: NewStream
+) -> None:
+    """The worker's timers send single records (flush ticks) to partitions
+    its state agent writes in built batches: aiokafka then finds a built
+    batch as the partition's open one, which must refuse the record."""
+    stream = new_stream()
+    topic = stream.history
+    records = [(f"k{i}".encode(), b"v%d" % i) for i in range(50)]
+
+    async def body(client: BatchSender) -> None:
+        sent = await client.send({(topic, 3): records})
+        # Before the sender has taken the batch: it is the partition's last.
+        tick = await client.producer_of().send(topic, b"tick", key=b"t", partition=3)
+        await asyncio.gather(*(batch.future for batch in sent), tick)
+
+    run(kafka, body, 1 << 20, False)
+    read = [(r.key, r.value) for r in kafka.read(topic) if r.partition == 3]
+    assert read == [*records, (b"t", b"tick")]
+
+
 def test_a_record_larger_than_a_batch_goes_alone_and_last_offsets_are_the_brokers(
     kafka: Kafka, new_stream: NewStream
 ) -> None:

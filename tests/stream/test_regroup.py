@@ -26,7 +26,8 @@ PARTITIONS = 4
 def rendered(payload: dict[str, Any] | None) -> Any:
     calls: list[int] = []
 
-    def render() -> dict[str, Any] | None:
+    def render(membership: Any) -> dict[str, Any] | None:
+        assert membership is not None, "rendered only for a membership"
         calls.append(1)
         return payload
 
