@@ -191,9 +191,12 @@ def test_a_restarted_worker_recovers_its_table_and_loses_nothing(
     # the killed member times out; a short one keeps the test short.
     worker = new_worker("worker", stream, BROKER_SESSION_TIMEOUT="6",
                         BROKER_HEARTBEAT_INTERVAL="1", HYGIENE_STORE=store).start().wait_ready()
-    kafka.produce(stream.input, messages[:half])
+    kafka.produce(stream.input, messages[:half // 2])
     wait_for(lambda: kafka.count(stream.history) > 0, 60, "first stage-history records",
              interval=0.02, explain=worker.log_tail)
+    # More input right before the stop: a worker fast enough to finish the
+    # first part before its first output was seen still has this in flight.
+    kafka.produce(stream.input, messages[half // 2:half])
     code = worker.kill() if how == "sigkill" else worker.stop()
     assert code == (-9 if how == "sigkill" else 0), worker.log_tail()
     interrupted = not stream.drained(kafka)
